@@ -1,0 +1,1 @@
+"""cloudd.api package."""

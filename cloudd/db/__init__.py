@@ -1,0 +1,1 @@
+"""cloudd.db package."""

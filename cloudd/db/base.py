@@ -1,0 +1,93 @@
+"""Shared pieces of the per-table components: the base class, list scoping and paging."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+    from cloudd.db.pool import DBThreadPool
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+class NotFound(LookupError):
+    """A row that a component was asked for does not exist (or was removed)."""
+
+
+class Conflict(ValueError):
+    """A write would break a uniqueness rule or a state precondition."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The owners a list may show.
+
+    Every field that is set narrows the result: `account_ids` to those accounts, `domain_id` to
+    exactly one domain, `domain_path` to a domain and everything below it. An empty Scope (root
+    admin with listall) shows everything.
+    """
+
+    account_ids: tuple[int, ...] | None = None
+    domain_id: int | None = None
+    domain_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    offset: int = 0
+    limit: int | None = None
+
+
+def insert_id(result: Any) -> int:
+    """The primary key of the row an INSERT created."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def contains(column: Any, text: str) -> Any:
+    return column.like("%" + escape_like(text) + "%", escape="\\")
+
+
+def apply_scope(query: Any, scope: Scope, account_col: Any, domain_col: Any, domains: sa.Table) -> Any:
+    if scope.account_ids is not None:
+        query = query.where(account_col.in_(scope.account_ids))
+    if scope.domain_id is not None:
+        query = query.where(domain_col == scope.domain_id)
+    if scope.domain_path is not None:
+        sub = sa.select(domains.c.id).where(
+            domains.c.path.like(escape_like(scope.domain_path) + "%", escape="\\")
+        )
+        query = query.where(domain_col.in_(sub))
+    return query
+
+
+def apply_page(query: Any, page: Page) -> Any:
+    if page.offset:
+        query = query.offset(page.offset)
+    if page.limit is not None:
+        query = query.limit(page.limit)
+    return query
+
+
+class DBComponent:
+    """A component owns one table family; every method returns a Deferred of frozen data."""
+
+    def __init__(self, pool: DBThreadPool, clock: IReactorTime) -> None:
+        self.pool = pool
+        self.clock = clock
+
+    def now(self) -> int:
+        return int(self.clock.seconds())

@@ -1,0 +1,68 @@
+"""The database service: engine, thread pool, schema check and the per-table components."""
+
+from __future__ import annotations
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.python.threadpool import ThreadPool
+
+from cloudd.db import migrate
+from cloudd.db.accounts import AccountsComponent
+from cloudd.db.configuration import ConfigurationComponent
+from cloudd.db.domains import DomainsComponent
+from cloudd.db.enginestrategy import create_engine, expand_url, is_sqlite_memory
+from cloudd.db.events import EventsComponent
+from cloudd.db.jobs import JobsComponent
+from cloudd.db.pool import DBThreadPool
+from cloudd.db.roles import RolesComponent
+from cloudd.db.sessions import SessionsComponent
+
+
+class DatabaseNotReadyError(Exception):
+    """The schema is older than this code; `cloudd upgrade-db` brings it up to date."""
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+class DBConnector(Service):
+    """Owns the engine and pool; started first and stopped last by the daemon."""
+
+    def __init__(self, db_url: str, basedir: str, reactor: IReactorThreads, clock: IReactorTime,
+                 threadpool: ThreadPool | None = None, auto_upgrade: bool = False) -> None:
+        self.db_url = expand_url(db_url, basedir)
+        self.basedir = basedir
+        self.auto_upgrade = auto_upgrade or is_sqlite_memory(self.db_url)
+        self.engine = create_engine(self.db_url, basedir)
+        self.pool = DBThreadPool(self.engine, reactor, clock, threadpool=threadpool)
+        self.domains = DomainsComponent(self.pool, clock)
+        self.roles = RolesComponent(self.pool, clock)
+        self.accounts = AccountsComponent(self.pool, clock)
+        self.sessions = SessionsComponent(self.pool, clock)
+        self.configuration = ConfigurationComponent(self.pool, clock)
+        self.events = EventsComponent(self.pool, clock)
+        self.jobs = JobsComponent(self.pool, clock)
+
+    async def setup(self) -> None:
+        """Start the pool and make sure the schema is current (upgrading it when allowed)."""
+        self.pool.start()
+
+        if not await self.pool.do_with_engine(migrate.is_current):
+            if not self.auto_upgrade:
+                raise DatabaseNotReadyError(
+                    f"the database at {redact_url(self.db_url)} has an outdated schema; "
+                    "run `cloudd upgrade-db` first")
+            await self.pool.do_with_engine(migrate.upgrade)
+
+    def stopService(self) -> Deferred[None] | None:  # noqa: N802 (Twisted API)
+        super().stopService()
+        self.pool.stop()
+        return None

@@ -1,0 +1,71 @@
+"""Engine creation per dialect: the only place with SQLite- or MySQL-specific code.
+
+SQLite gets foreign keys and WAL (file databases) through connect listeners, and a static pool for
+in-memory databases so that every thread sees the same data. MySQL/MariaDB gets pre-ping and a
+recycle interval, plus the error codes that mean "retry this transaction".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+
+# MySQL error numbers after which the same transaction may simply be run again.
+MYSQL_RETRYABLE = frozenset({1205, 1213, 2006, 2013, 2014, 2045, 2055})
+
+
+def expand_url(url: str, basedir: str) -> str:
+    """Replace `%(basedir)s` in a database URL."""
+    return url.replace("%(basedir)s", basedir)
+
+
+def is_sqlite_memory(url: str) -> bool:
+    return url in ("sqlite://", "sqlite:///:memory:")
+
+
+def create_engine(url: str, basedir: str = ".") -> Engine:
+    """Create an engine for `url` with the settings its dialect needs."""
+    url = expand_url(url, basedir)
+    kwargs: dict[str, Any] = {"future": True}
+    if url.startswith("sqlite"):
+        if is_sqlite_memory(url):
+            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        else:
+            kwargs.update(connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(url, **kwargs)
+        memory = is_sqlite_memory(url)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.close()
+
+        return engine
+    if url.startswith("mysql"):
+        kwargs.update(pool_pre_ping=True, pool_recycle=3600, pool_size=10, max_overflow=10)
+        if "charset=" not in url:
+            url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+        return sa.create_engine(url, **kwargs)
+    return sa.create_engine(url, **kwargs)
+
+
+def should_retry(exc: BaseException) -> bool:
+    """True when `exc` is a disconnect, deadlock or lock timeout worth retrying."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa.exc.OperationalError):
+        orig = getattr(exc, "orig", None)
+        args = getattr(orig, "args", ())
+        if args and isinstance(args[0], int) and args[0] in MYSQL_RETRYABLE:
+            return True
+        if "database is locked" in str(orig):
+            return True
+    return False

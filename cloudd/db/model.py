@@ -1,0 +1,181 @@
+"""The Core schema of the management server: one MetaData holding every table.
+
+Portable across SQLite and MariaDB/MySQL: SmallInteger for booleans, epoch-second integers for
+timestamps, explicit String lengths. Only Alembic revisions change the schema; `is_current` and
+the migration tests compare the live database with this metadata.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# The domain tree. `path` is CloudStack's form: "/" for ROOT, "/a/b/" below it.
+domains = sa.Table(
+    "domains",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("parent_id", sa.Integer, sa.ForeignKey("domains.id"), nullable=True),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("network_domain", sa.String(255), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("domains_parent", domains.c.parent_id)
+sa.Index("domains_path", domains.c.path)
+
+roles = sa.Table(
+    "roles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("role_type", sa.String(16), nullable=False),
+    sa.Column("description", sa.String(255), nullable=True),
+    sa.Column("is_default", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+
+role_permissions = sa.Table(
+    "role_permissions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("role_id", sa.Integer, sa.ForeignKey("roles.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("rule", sa.String(255), nullable=False),
+    # "allow" or "deny"
+    sa.Column("permission", sa.String(8), nullable=False),
+    sa.Column("sort_order", sa.Integer, nullable=False),
+    sa.Column("description", sa.String(255), nullable=True),
+)
+sa.Index("role_permissions_role", role_permissions.c.role_id, role_permissions.c.sort_order)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    # CloudStack account types: 0 user, 1 root admin, 2 domain admin, 3 resource admin
+    sa.Column("account_type", sa.SmallInteger, nullable=False),
+    sa.Column("role_id", sa.Integer, sa.ForeignKey("roles.id"), nullable=False),
+    sa.Column("domain_id", sa.Integer, sa.ForeignKey("domains.id"), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("network_domain", sa.String(255), nullable=True),
+    sa.Column("is_default", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("accounts_domain", accounts.c.domain_id, accounts.c.name)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("username", sa.String(255), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("firstname", sa.String(255), nullable=True),
+    sa.Column("lastname", sa.String(255), nullable=True),
+    sa.Column("email", sa.String(255), nullable=True),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=True),
+    sa.Column("api_key", sa.String(255), nullable=True, unique=True),
+    sa.Column("secret_key", sa.String(255), nullable=True),
+    sa.Column("is_default", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("users_account", users.c.account_id)
+sa.Index("users_username", users.c.username)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("session_key", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("last_access", sa.Integer, nullable=False),
+    sa.Column("timeout", sa.Integer, nullable=False),
+)
+sa.Index("sessions_user", sessions.c.user_id)
+
+configuration = sa.Table(
+    "configuration",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=True),
+    sa.Column("updated", sa.Integer, nullable=False),
+)
+
+# Management-server processes; each heart-beats here so that the jobs of a dead one can be failed.
+mshosts = sa.Table(
+    "mshosts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("runid", sa.String(40), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("last_heartbeat", sa.Integer, nullable=False),
+)
+
+async_jobs = sa.Table(
+    "async_jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("domain_id", sa.Integer, sa.ForeignKey("domains.id"), nullable=False),
+    sa.Column("command", sa.String(255), nullable=False),
+    sa.Column("cmd", sa.String(255), nullable=False),
+    # parameters with every secret removed; the job itself receives the full set in memory
+    sa.Column("cmd_info", sa.Text, nullable=False),
+    sa.Column("instance_type", sa.String(64), nullable=True),
+    sa.Column("instance_uuid", sa.String(40), nullable=True),
+    # the object a job serialises on ("Account:12"): one running job per object
+    sa.Column("sync_object", sa.String(128), nullable=True),
+    # 0 pending/in progress, 1 succeeded, 2 failed, 3 cancelled
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("proc_status", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("result_code", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("msid", sa.Integer, sa.ForeignKey("mshosts.id"), nullable=True),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("completed", sa.Integer, nullable=True),
+)
+sa.Index("async_jobs_status", async_jobs.c.status, async_jobs.c.msid)
+sa.Index("async_jobs_sync", async_jobs.c.sync_object, async_jobs.c.status)
+sa.Index("async_jobs_account", async_jobs.c.account_id)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    # Created, Scheduled, Started, Completed
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("level", sa.String(8), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Integer, nullable=True),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("domain_id", sa.Integer, sa.ForeignKey("domains.id"), nullable=False),
+    sa.Column("resource_type", sa.String(64), nullable=True),
+    sa.Column("resource_uuid", sa.String(40), nullable=True),
+    sa.Column("resource_name", sa.String(255), nullable=True),
+    sa.Column("start_id", sa.Integer, nullable=True),
+    sa.Column("archived", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("created", sa.Integer, nullable=False),
+)
+sa.Index("events_account", events.c.account_id, events.c.created)
+sa.Index("events_domain", events.c.domain_id)

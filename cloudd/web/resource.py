@@ -1,0 +1,278 @@
+"""The query API endpoint `/client/api`: one leaf resource over the command layer.
+
+It parses a request (query string plus form body), chooses the authentication path (login and
+logout, a session, or an API-key signature), and renders the command layer's answer as JSON or
+XML with the matching HTTP status. It never touches SQL and never formats a parameter value into
+a log event.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+import cloudd
+from cloudd.api.auth import Authenticator
+from cloudd.api.context import Caller
+from cloudd.api.errors import ApiError, param_error, unauthorized
+from cloudd.api.service import Answer, ApiService
+from cloudd.web.render import XML_CONTENT_TYPE, render_json, render_xml
+from cloudd.web.wire import (
+    DuplicateParameter,
+    first_control_char_param,
+    merge_params,
+    parse_cookies,
+    parse_pairs,
+)
+
+LOGIN_GET_TEXT = b"Please use HTTP POST to authenticate using this API"
+SECURITY_HEADERS = (
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"X-XSS-Protection", b"1; mode=block"),
+    (b"Content-Security-Policy", b"default-src 'none'; frame-ancestors 'none'"),
+)
+
+
+def ci(params: dict[str, str], name: str) -> str | None:
+    """A transport parameter, looked up in any case."""
+    if name in params:
+        return params[name]
+    for k, v in params.items():
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _in_networks(address: str, networks: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for item in networks.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            if ip in ipaddress.ip_network(item, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def normalise_domain_path(value: str | None) -> str:
+    if not value or value == "/":
+        return "/"
+    path = value.strip()
+    if not path.startswith("/"):
+        path = "/" + path
+    if not path.endswith("/"):
+        path += "/"
+    return path
+
+
+class ApiResource(Resource):
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, api: ApiService, auth: Authenticator,
+                 integration_caller: Callable[[], Awaitable[Caller]] | None = None) -> None:
+        super().__init__()
+        self.api = api
+        self.auth = auth
+        self.integration_caller = integration_caller
+
+    # --- twisted.web entry points ---------------------------------------------------------------
+
+    def render_GET(self, request: Request) -> int:  # noqa: N802 (Twisted API)
+        d = Deferred.fromCoroutine(self._handle(request))
+        d.addErrback(self._crashed, request)
+        return NOT_DONE_YET
+
+    render_POST = render_GET  # noqa: N815 (Twisted API)
+
+    def _crashed(self, failure: Failure, request: Request) -> None:
+        self.log.failure("unexpected error while answering an API request", failure)
+        if not request.finished and not getattr(request, "_disconnected", False):
+            err = ApiError(530, "Internal error executing command, please contact your system administrator", 4250)
+            self._write(request, Answer("errorresponse", err.body(), 530), True)
+
+    # --- request handling -----------------------------------------------------------------------
+
+    def client_address(self, request: Request) -> str:
+        peer = request.getClientAddress()
+        host = getattr(peer, "host", "") or ""
+        settings = self.api.settings
+        names = [n.strip() for n in settings.str("proxy.header.names").split(",") if n.strip()]
+        forwarded = next((v for v in (request.getHeader(n) for n in names) if v), None)
+        if forwarded is None:
+            return host
+        if settings.bool("proxy.header.verify") and _in_networks(host, settings.str("proxy.cidr")):
+            first = forwarded.split(",")[0].strip()
+            try:
+                return str(ipaddress.ip_address(first))
+            except ValueError:
+                return host
+        self.log.warn("ignored a forwarded-for header from untrusted peer {peer}", peer=host)
+        return host
+
+    async def _handle(self, request: Request) -> None:
+        method = request.method.decode("ascii", "replace")
+        uri = request.uri
+        query = uri.split(b"?", 1)[1] if b"?" in uri else b""
+        body = b""
+        if method == "POST" and self.integration_caller is None:
+            ctype = (request.getHeader("content-type") or "").lower()
+            if not ctype or ctype.startswith("application/x-www-form-urlencoded"):
+                body = request.content.read() if request.content is not None else b""
+        try:
+            params = merge_params(parse_pairs(query), parse_pairs(body))
+        except DuplicateParameter as dup:
+            as_json = b"response=json" in (query + b"&" + body).lower()
+            err = param_error(f"Parameter {dup.name[:64]} was specified more than once")
+            self._write(request, Answer("errorresponse", err.body(), err.code), as_json)
+            return
+        as_json = (ci(params, "response") or "").lower() == "json"
+        command = ci(params, "command")
+        client = self.client_address(request)
+        try:
+            self.api.throttle_address(client)
+            if command == "login":
+                await self._login(request, method, params, client, as_json)
+                return
+            if command == "logout":
+                await self._logout(request, as_json)
+                return
+            caller = await self._authenticate(request, params, command)
+        except ApiError as err:
+            self._write(request, self.api.error_answer(command, err), as_json)
+            return
+        assert command is not None
+        bad = first_control_char_param(params)
+        if bad is not None:
+            refusal = param_error(f"Received value containing illegal ASCII non-printable characters for "
+                                  f"parameter {bad[:64]}")
+            self._write(request, self.api.error_answer(command, refusal), as_json)
+            return
+        answer = await self.api.dispatch(caller, command, params, method, client)
+        self._write(request, answer, as_json)
+
+    async def _authenticate(self, request: Request, params: dict[str, str], command: str | None) -> Caller:
+        if self.integration_caller is not None:
+            if not command:
+                raise ApiError(400, "no command specified", None)
+            return await self.integration_caller()
+        cookies = parse_cookies(request.getHeader(b"cookie"))
+        session_id = cookies.get("JSESSIONID")
+        key_param = params.get("sessionkey")
+        signed = ci(params, "apikey") is not None and ci(params, "signature") is not None
+        if session_id and (key_param is not None or "sessionkey" in cookies or not signed):
+            self._check_origin(request)
+            caller = await self.auth.session_caller(session_id, key_param, cookies.get("sessionkey"))
+            if not command:
+                raise ApiError(400, "no command specified", None)
+            return caller
+        cmd = self.api.registry.get(command) if command else None
+        if cmd is None or cmd.authenticator or not signed:
+            raise unauthorized()
+        return await self.auth.verify_signed(params)
+
+    def _check_origin(self, request: Request) -> None:
+        if not self.api.settings.bool("api.session.origin.check"):
+            return
+        origin = request.getHeader("origin")
+        if not origin or origin == "null":
+            return
+        host = request.getHeader("host") or ""
+        if urlsplit(origin).netloc.lower() != host.lower():
+            raise ApiError(403, "The request's Origin does not match this server", 9999)
+
+    async def _login(self, request: Request, method: str, params: dict[str, str], client: str,
+                     as_json: bool) -> None:
+        if method != "POST":
+            request.setResponseCode(405)
+            request.setHeader(b"Content-Type", b"text/plain; charset=UTF-8")
+            request.write(LOGIN_GET_TEXT)
+            request.finish()
+            return
+        username, password = ci(params, "username"), ci(params, "password")
+        for name, value in (("username", username), ("password", password)):
+            if value is None:
+                raise param_error(f"Unable to execute API command login due to missing parameter {name}")
+        assert username is not None and password is not None
+        domain_id = ci(params, "domainid")
+        db = self.api.db
+        from cloudd.db.base import NotFound
+
+        try:
+            if domain_id:
+                domain = await db.domains.get_by_uuid(domain_id)
+            else:
+                domain = await db.domains.get_by_path(normalise_domain_path(ci(params, "domain")))
+        except NotFound:
+            if domain_id:
+                raise unauthorized("Invalid domain id entered, please enter a valid one") from None
+            raise ApiError(531, f"Unable to find the domain from the path "
+                                f"{normalise_domain_path(ci(params, 'domain'))[:255]}", None) from None
+        login = await self.auth.login(username, password, domain, client)
+        user = login.caller.user
+        fields: dict[str, Any] = {
+            "username": user.username, "userid": user.uuid, "domainid": user.account.domain_uuid,
+            "timeout": login.timeout, "account": user.account.name, "firstname": user.firstname,
+            "lastname": user.lastname, "type": str(user.account.account_type), "registered": "false",
+            "sessionkey": login.session_key, "is2faenabled": "false", "is2faverified": "true",
+            "issuerfor2fa": "cloudd",
+        }
+        if user.timezone:
+            fields["timezone"] = user.timezone
+            fields["timezoneoffset"] = "0.0"
+        if login.caller.is_root_admin:
+            fields["managementserverid"] = self.api.management_server_uuid
+        settings = self.api.settings
+        attrs = "; Path=/client; HttpOnly; SameSite=" + settings.str("api.sessionkey.cookie.samesite")
+        if settings.bool("enable.secure.session.cookie"):
+            attrs += "; Secure"
+        request.responseHeaders.addRawHeader(b"Set-Cookie", f"JSESSIONID={login.session_id}{attrs}".encode())
+        request.responseHeaders.addRawHeader(b"Set-Cookie", f"sessionkey={login.session_key}{attrs}".encode())
+        self._write(request, Answer("loginresponse", fields), as_json)
+
+    async def _logout(self, request: Request, as_json: bool) -> None:
+        cookies = parse_cookies(request.getHeader(b"cookie"))
+        await self.auth.logout(cookies.get("JSESSIONID"))
+        for name in cookies:
+            request.responseHeaders.addRawHeader(
+                b"Set-Cookie", f"{name}=; Path=/client; Max-Age=0; HttpOnly".encode("utf-8", "replace"))
+        self._write(request, Answer("logoutresponse", {"description": "success"}), as_json)
+
+    # --- output ---------------------------------------------------------------------------------
+
+    def _write(self, request: Request, answer: Answer, as_json: bool) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        if as_json:
+            data = render_json(answer.response_name, answer.body)
+            ctype = self.api.settings.str("json.content.type").encode()
+        else:
+            data = render_xml(answer.response_name, answer.body, cloudd.CLOUDSTACK_VERSION)
+            ctype = XML_CONTENT_TYPE
+        request.setResponseCode(answer.status)
+        request.setHeader(b"Content-Type", ctype)
+        for name, value in SECURITY_HEADERS:
+            request.setHeader(name, value)
+        if answer.status != 200:
+            text = str(answer.body.get("errortext", ""))
+            request.setHeader(b"X-Description", text.replace("\r", " ").replace("\n", " ").encode()[:1024])
+        if answer.retry_after is not None:
+            request.setHeader(b"Retry-After", str(max(1, math.ceil(answer.retry_after))).encode())
+        request.setHeader(b"Content-Length", str(len(data)).encode())
+        request.write(data)
+        request.finish()

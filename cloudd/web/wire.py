@@ -1,0 +1,122 @@
+"""Request parameters and cookies from raw bytes (spec §1.2).
+
+This module owns turning the bytes of a query string, an
+``application/x-www-form-urlencoded`` body and a ``Cookie`` header into ``str``
+mappings, plus the request-wide checks on the result: duplicate names and ASCII control
+characters in values. It is pure; nothing here raises on malformed input except
+:class:`DuplicateParameter`, which is a verdict on the request, not a parsing failure.
+
+Decoding always uses UTF-8 (CloudStack re-decodes the query string as UTF-8 itself);
+invalid percent escapes are kept literally and invalid UTF-8 becomes U+FFFD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Final
+from urllib.parse import unquote_to_bytes
+
+__all__ = [
+    "CONTROL_CHARS",
+    "DuplicateParameter",
+    "first_control_char_param",
+    "merge_params",
+    "parse_cookies",
+    "parse_pairs",
+]
+
+
+class DuplicateParameter(ValueError):
+    """A parameter name occurred more than once in one request.
+
+    ``name`` is the later occurrence, as received. The message never contains a value,
+    since values may be passwords.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"duplicate parameter {name!r}")
+        self.name = name
+
+
+def _form_decode(raw: bytes) -> str:
+    """Decode one form-encoded name or value: ``+`` is a space, then percent escapes."""
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", errors="replace")
+
+
+def parse_pairs(raw: bytes) -> list[tuple[str, str]]:
+    """Split form-encoded *raw* (a query string or a body) into decoded pairs, in order.
+
+    Pieces are separated by ``&`` and split on their first ``=``; a piece without ``=``
+    is a name with an empty value, and empty pieces are skipped. Never raises.
+    """
+    pairs = []
+    for piece in raw.split(b"&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition(b"=")
+        pairs.append((_form_decode(name), _form_decode(value)))
+    return pairs
+
+
+def merge_params(query: list[tuple[str, str]], body: list[tuple[str, str]]) -> dict[str, str]:
+    """Merge query-string and body pairs into one mapping that keeps the names' case.
+
+    Raises :class:`DuplicateParameter` when a name occurs twice anywhere, compared
+    case-insensitively (``Password`` and ``password`` bind to the same parameter, so an
+    exact duplicate is only the simplest case).
+    """
+    merged: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in [*query, *body]:
+        folded = name.lower()
+        if folded in seen:
+            raise DuplicateParameter(name)
+        seen.add(folded)
+        merged[name] = value
+    return merged
+
+
+# The characters CloudStack refuses in any parameter value (CR and LF are allowed).
+CONTROL_CHARS: Final = frozenset(chr(code) for code in [*range(0, 10), 11, 12, *range(14, 32), 127])
+
+# CloudStack exempts this one parameter from the check (spec §1.2).
+_CONTROL_CHAR_EXEMPT: Final = frozenset({"activationrule"})
+
+
+def first_control_char_param(
+    params: Mapping[str, str], *, exempt: Collection[str] = _CONTROL_CHAR_EXEMPT
+) -> str | None:
+    """Return the first name, in sorted order, whose value contains one of :data:`CONTROL_CHARS`.
+
+    Names in *exempt* (lower-case; compared case-insensitively, like command parameters)
+    are not checked. Returns ``None`` when every value is acceptable.
+    """
+    for name in sorted(params):
+        if name.lower() in exempt:
+            continue
+        if not CONTROL_CHARS.isdisjoint(params[name]):
+            return name
+    return None
+
+
+def parse_cookies(header: bytes | None) -> dict[str, str]:
+    """Parse a ``Cookie`` header (``name=value; name2=value2``) tolerantly.
+
+    Pieces without ``=`` or with an empty name are ignored, surrounding whitespace and
+    double quotes around a value are removed, and the first occurrence of a name wins.
+    Bytes are decoded as UTF-8 with replacement. Never raises.
+    """
+    cookies: dict[str, str] = {}
+    if not header:
+        return cookies
+    text = header.decode("utf-8", errors="replace")
+    for piece in text.split(";"):
+        name, sep, value = piece.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        cookies.setdefault(name, value)
+    return cookies

@@ -1,0 +1,1 @@
+"""ssvm package."""

@@ -1,0 +1,1 @@
+"""tests.cloudd package."""

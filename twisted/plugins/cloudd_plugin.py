@@ -1,0 +1,3 @@
+from twisted.application.service import ServiceMaker
+
+cloudd = ServiceMaker("cloudd", "cloudd.tap", "The cloudd management server (CloudStack query API).", "cloudd")

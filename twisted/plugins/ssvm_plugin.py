@@ -1,0 +1,3 @@
+from twisted.application.service import ServiceMaker
+
+ssvm = ServiceMaker("ssvm", "ssvm.tap", "The cloudd secondary-storage appliance.", "ssvm")
