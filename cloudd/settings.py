@@ -48,15 +48,17 @@ SETTINGS: tuple[Setting, ...] = (
     _S("api.key.access", "Boolean", "true", "Advanced", "Allow API key access for users."),
     # sessions
     _S("session.timeout", "Integer", "1800", "Advanced", "Seconds of inactivity after which a login session ends."),
-    _S("api.sessionkey.check.locations", "String", "CookieOrParameter", "Advanced",
-       "Where a session call's sessionkey is taken from: CookieOrParameter (any supplied copy must "
-       "match), CookieAndParameter, ParameterOnly."),
+    _S("api.sessionkey.check.locations", "String", "CookieAndParameter", "Advanced",
+       "Where a session call's sessionkey must come from: CookieAndParameter (both, equal; the default, "
+       "which a cross-site request cannot forge), ParameterOnly, or CookieOrParameter (any supplied copy "
+       "must match)."),
     _S("api.sessionkey.cookie.samesite", "String", "Lax", "Advanced",
        "SameSite attribute of the sessionkey cookie: Lax, Strict or None."),
     _S("enable.secure.session.cookie", "Boolean", "false", "Advanced",
        "Mark session cookies Secure (set when the API is served over HTTPS)."),
     _S("api.session.origin.check", "Boolean", "true", "Advanced",
-       "Refuse session-cookie requests whose Origin header names another site (403)."),
+       "Refuse session-cookie requests whose Origin (else Referer) names another site, or that a browser "
+       "marks Sec-Fetch-Site: cross-site (403)."),
     # forwarded addresses
     _S("proxy.header.verify", "Boolean", "false", "Advanced",
        "Believe the client address from proxy.header.names, only when the peer is in proxy.cidr."),
