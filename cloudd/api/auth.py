@@ -158,11 +158,12 @@ class Authenticator:
         if session is None:
             raise unauthorized(SESSION_FAILED)
         supplied = [k for k in (key_param, key_cookie) if k is not None]
-        if mode == "CookieAndParameter" and (key_param is None or key_cookie is None):
-            raise unauthorized(SESSION_FAILED)
-        if mode == "ParameterOnly" and key_param is None:
-            raise unauthorized(SESSION_FAILED)
-        if not supplied or any(not _same(k, session.session_key) for k in supplied):
+        missing = ((mode == "CookieAndParameter" and (key_param is None or key_cookie is None))
+                   or (mode == "ParameterOnly" and key_param is None))
+        if missing or not supplied or any(not _same(k, session.session_key) for k in supplied):
+            # As CloudStack does (spec §2.1): a failed session-key check ends the session, so a guessed
+            # key costs the session instead of allowing another try.
+            await self.api.db.sessions.delete(session_id)
             raise unauthorized(SESSION_FAILED)
         try:
             user = await self.api.db.accounts.get_user(session.user_id)

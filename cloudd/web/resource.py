@@ -100,6 +100,17 @@ class ApiResource(Resource):
 
     render_POST = render_GET  # noqa: N815 (Twisted API)
 
+    def render(self, request: Request) -> bytes | int:
+        # Only GET and POST are API calls (spec §1.1); anything else gets a plain 405, as the
+        # servlet container answers, without Twisted's deprecated HTML error page.
+        if request.method not in (b"GET", b"POST", b"HEAD"):
+            request.setResponseCode(405)
+            request.setHeader(b"Allow", b"GET, POST")
+            request.setHeader(b"Content-Type", b"text/plain; charset=UTF-8")
+            return b"Method Not Allowed"
+        result: bytes | int = super().render(request)
+        return result
+
     def _crashed(self, failure: Failure, request: Request) -> None:
         self.log.failure("unexpected error while answering an API request", failure)
         if not request.finished and not getattr(request, "_disconnected", False):
@@ -113,15 +124,23 @@ class ApiResource(Resource):
         host = getattr(peer, "host", "") or ""
         settings = self.api.settings
         names = [n.strip() for n in settings.str("proxy.header.names").split(",") if n.strip()]
-        forwarded = next((v for v in (request.getHeader(n) for n in names) if v), None)
+        forwarded = next((",".join(v) for v in (request.requestHeaders.getRawHeaders(n) for n in names) if v),
+                         None)
         if forwarded is None:
             return host
-        if settings.bool("proxy.header.verify") and _in_networks(host, settings.str("proxy.cidr")):
-            first = forwarded.split(",")[0].strip()
-            try:
-                return str(ipaddress.ip_address(first))
-            except ValueError:
-                return host
+        cidr = settings.str("proxy.cidr")
+        if settings.bool("proxy.header.verify") and _in_networks(host, cidr):
+            # Walk from the nearest hop outwards, past every trusted proxy: the first other
+            # address is the client. Entries further left were written by the client itself.
+            client = host
+            for item in reversed(forwarded.split(",")):
+                try:
+                    client = str(ipaddress.ip_address(item.strip()))
+                except ValueError:
+                    break
+                if not _in_networks(client, cidr):
+                    break
+            return client
         self.log.warn("ignored a forwarded-for header from untrusted peer {peer}", peer=host)
         return host
 
@@ -187,13 +206,17 @@ class ApiResource(Resource):
         return await self.auth.verify_signed(params)
 
     def _check_origin(self, request: Request) -> None:
+        # CSRF (CVE-2024-45693): the browser names the page a request comes from in Origin
+        # ("null" for an opaque origin such as a sandboxed frame); a top-level GET navigation sends
+        # no Origin, but Sec-Fetch-Site and usually a Referer.
         if not self.api.settings.bool("api.session.origin.check"):
             return
+        host = (request.getHeader("host") or "").lower()
         origin = request.getHeader("origin")
-        if not origin or origin == "null":
-            return
-        host = request.getHeader("host") or ""
-        if urlsplit(origin).netloc.lower() != host.lower():
+        referer = request.getHeader("referer")
+        if (request.getHeader("sec-fetch-site") or "").lower() == "cross-site" or (
+                urlsplit(origin).netloc.lower() != host if origin
+                else referer is not None and urlsplit(referer).netloc.lower() != host):
             raise ApiError(403, "The request's Origin does not match this server", 9999)
 
     async def _login(self, request: Request, method: str, params: dict[str, str], client: str,
@@ -224,6 +247,10 @@ class ApiResource(Resource):
             raise ApiError(531, f"Unable to find the domain from the path "
                                 f"{normalise_domain_path(ci(params, 'domain'))[:255]}", None) from None
         login = await self.auth.login(username, password, domain, client)
+        previous = parse_cookies(request.getHeader(b"cookie")).get("JSESSIONID")
+        if previous:
+            # a login replaces the session the client held before (spec §2.5)
+            await db.sessions.delete(previous)
         user = login.caller.user
         fields: dict[str, Any] = {
             "username": user.username, "userid": user.uuid, "domainid": user.account.domain_uuid,
