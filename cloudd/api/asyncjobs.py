@@ -26,6 +26,15 @@ def can_see_job(ctx: CallContext, job: Job) -> bool:
     return job.account_id == caller.account.id
 
 
+async def in_live_domain(ctx: CallContext, job: Job) -> bool:
+    """Whether the job's domain still exists: a deleted domain's path may belong to a new domain now."""
+    try:
+        await ctx.api.db.domains.get(job.domain_id)
+    except NotFound:
+        return False
+    return True
+
+
 @command("queryAsyncJobResult", description="Retrieves the current status of asynchronous job.", roles=ALL,
          response=ASYNCJOBS, params=[P("jobid", "uuid", "the ID of the asynchronous job", required=True,
                                       related="queryAsyncJobResult")])
@@ -34,7 +43,8 @@ async def query_async_job_result(ctx: CallContext) -> Result:
         job = await ctx.api.db.jobs.get_by_uuid(ctx.get("jobid"))
     except NotFound:
         job = None
-    if job is None or not can_see_job(ctx, job):
+    if job is None or not can_see_job(ctx, job) or (
+            ctx.caller.is_admin and not ctx.caller.is_root_admin and not await in_live_domain(ctx, job)):
         raise invalid_value(f"Unable to find async job with id {ctx.get('jobid')}")
     return FlatResult(job_view(job, with_ms=ctx.caller.is_root_admin))
 

@@ -67,8 +67,11 @@ def apply_scope(query: Any, scope: Scope, account_col: Any, domain_col: Any, dom
     if scope.domain_id is not None:
         query = query.where(domain_col == scope.domain_id)
     if scope.domain_path is not None:
+        # Live domains only: a deleted domain keeps its path, which a new domain of the same name
+        # gets again; its rows must not become the new tenant's.
         sub = sa.select(domains.c.id).where(
-            domains.c.path.like(escape_like(scope.domain_path) + "%", escape="\\")
+            domains.c.path.like(escape_like(scope.domain_path) + "%", escape="\\"),
+            domains.c.removed.is_(None),
         )
         query = query.where(domain_col.in_(sub))
     return query

@@ -59,9 +59,15 @@ _XML_ESCAPES: Final = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"'
 _XML_NAME_RE: Final = re.compile(r"[^\W\d][\w.\-]*")
 
 
+# Characters XML 1.0 cannot carry even escaped (C0 controls other than tab, LF and CR, lone
+# surrogates, U+FFFE and U+FFFF). An error text may echo them from a request (a login's domain
+# path, a duplicated parameter's name); they become U+FFFD so that the document stays well-formed.
+_XML_INVALID_RE: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _xml_escape(text: str) -> str:
-    """Escape the five XML special characters of *text*."""
-    return text.translate(_XML_ESCAPES)
+    """Escape the five XML special characters of *text*; replace characters XML cannot carry."""
+    return _XML_INVALID_RE.sub("\ufffd", text).translate(_XML_ESCAPES)
 
 
 def _xml_name(name: str) -> str:

@@ -297,7 +297,9 @@ class ApiResource(Resource):
             request.setHeader(name, value)
         if answer.status != 200:
             text = str(answer.body.get("errortext", ""))
-            request.setHeader(b"X-Description", text.replace("\r", " ").replace("\n", " ").encode()[:1024])
+            # a header value carries no control characters (an error text may echo some)
+            printable = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in text)
+            request.setHeader(b"X-Description", printable.encode()[:1024])
         if answer.retry_after is not None:
             request.setHeader(b"Retry-After", str(max(1, math.ceil(answer.retry_after))).encode())
         request.setHeader(b"Content-Length", str(len(data)).encode())
