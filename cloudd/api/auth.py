@@ -10,6 +10,8 @@ is set.
 
 from __future__ import annotations
 
+import base64
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +25,7 @@ from cloudd.api.ratelimit import FixedWindowLimiter
 from cloudd.api.service import ApiService, EventInfo
 from cloudd.db.accounts import Credentials
 from cloudd.db.base import NotFound
+from cloudd.util import passwords
 from cloudd.util.passwords import check_password, new_api_key, new_session_key
 from cloudd.web.signing import parse_expires, verify_signature
 
@@ -60,6 +63,8 @@ class Authenticator:
         self._keys: OrderedDict[str, tuple[float, Credentials]] = OrderedDict()
         self.login_limiter = FixedWindowLimiter(api.clock)
         self.unexpiring_accepted = 0
+        # checked when the user does not exist: same scheme and rounds, matches no password
+        self._decoy = f"pbkdf2_sha256${passwords.ITERATIONS}${base64.b64encode(os.urandom(16)).decode()}${base64.b64encode(bytes(32)).decode()}"
         api.identity_listeners.append(self.clear_cache)
 
     def clear_cache(self) -> None:
@@ -134,10 +139,11 @@ class Authenticator:
             creds = await self.api.db.accounts.credentials_for_login(username, domain.id)
         except NotFound:
             creds = None
-        ok = False
-        if creds is not None and password:
-            ok = await deferToThreadPool(self.reactor, self.threadpool,  # type: ignore[arg-type]
-                                         check_password, password, creds.password_hash)
+        # An unknown user costs the same hashing as a known one, so timing does not tell them apart.
+        stored = creds.password_hash if creds is not None else self._decoy
+        ok = await deferToThreadPool(self.reactor, self.threadpool,  # type: ignore[arg-type]
+                                     check_password, password or "-", stored)
+        ok = ok and creds is not None and bool(password)
         if not ok or creds is None or not self.usable(creds):
             self.login_limiter.count("u:" + user_key, window)
             self.login_limiter.count("a:" + client_address, window)
