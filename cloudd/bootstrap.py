@@ -34,10 +34,22 @@ class AdminCredentials:
     secretkey: str
 
 
-def thd_bootstrap(db: DBConnector, conn: Connection) -> AdminCredentials | None:
-    """Create the initial rows unless they exist; returns the new admin's secrets on first start."""
+class StaleCredentialsFile(Exception):
+    """The database has no admin yet, but the base directory already holds a credentials file."""
+
+
+def thd_bootstrap(db: DBConnector, conn: Connection, basedir: str | None = None) -> AdminCredentials | None:
+    """Create the initial rows unless they exist; returns the new admin's secrets on first start.
+
+    With `basedir`, an existing credentials file there (left by another database) refuses the start
+    before anything is created: the new admin's secrets could not be written, and would be lost.
+    """
     if conn.execute(sa.select(model.domains.c.id).where(model.domains.c.parent_id.is_(None))).first() is not None:
         return None
+    if basedir is not None and os.path.exists(os.path.join(basedir, CREDENTIALS_FILE)):
+        raise StaleCredentialsFile(
+            f"{os.path.join(basedir, CREDENTIALS_FILE)} exists but the database has no admin account yet; "
+            "move the file away (it belongs to another database) and start again")
     root = db.domains.thd_create_root(conn)
     role_ids = [db.roles.thd_create(conn, name, rtype, desc, is_default=True) for name, rtype, desc in DEFAULT_ROLES]
     system = db.accounts.thd_create_account(conn, name="system", account_type=1, role_id=role_ids[0],

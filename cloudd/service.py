@@ -24,9 +24,10 @@ from cloudd.api.context import Caller
 from cloudd.api.registry import Registry
 from cloudd.api.service import ApiService
 from cloudd.db.base import Scope
-from cloudd.db.connector import DBConnector
+from cloudd.db.connector import DatabaseNotReadyError, DBConnector
 from cloudd.jobs.runner import JobRunner
 from cloudd.settings import Settings
+from cloudd.web.accesslog import access_log_line
 from cloudd.web.resource import ApiResource
 
 MSID_FILE = "management-server-id"
@@ -53,7 +54,8 @@ def api_site(resource: ApiResource) -> Site:
     client = Resource()
     root.putChild(b"client", client)
     client.putChild(b"api", resource)
-    site = Site(root)
+    # The access log hides parameter values: they carry passwords and signatures.
+    site = Site(root, logFormatter=access_log_line)
     site.displayTracebacks = False
     return site
 
@@ -84,6 +86,16 @@ class CloudManager(MultiService):
     def _blocking(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
         return deferToThreadPool(self.reactor, self.cpu_pool, fn, *args)
 
+    def privilegedStartService(self) -> None:  # noqa: N802 (Twisted API)
+        # Before the reactor runs: an outdated schema stops twistd here, logged and with a non-zero exit
+        # status (once the reactor runs, a failed start can only stop it, and twistd then exits 0).
+        try:
+            self.db.check_schema()
+        except DatabaseNotReadyError as exc:
+            self.log.error("cloudd could not start: {error}", error=str(exc))
+            raise
+        super().privilegedStartService()
+
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         super().startService()
         self.cpu_pool.start()
@@ -99,7 +111,7 @@ class CloudManager(MultiService):
     async def _start(self) -> None:
         await self.db.setup()
         self.settings.load(await self.db.configuration.all())
-        creds = await self.db.pool.do(lambda conn: bootstrap.thd_bootstrap(self.db, conn))
+        creds = await self.db.pool.do(lambda conn: bootstrap.thd_bootstrap(self.db, conn, self.basedir))
         if creds is not None:
             path = bootstrap.write_credentials(self.basedir, creds, self.endpoint_url)
             self.log.info("created the ROOT domain and the admin account; its password and API keys are in "
@@ -108,13 +120,13 @@ class CloudManager(MultiService):
         await self.jobs.prepare(str(uuidlib.uuid4()))
         self.jobs.setServiceParent(self)
         resource = ApiResource(self.api, self.auth)
-        listener = strports.service(self.listen, api_site(resource))
+        listener = strports.service(self.listen, api_site(resource), reactor=self.reactor)
         listener.setName("api")
         listener.setServiceParent(self)
         port = self.settings.int("integration.api.port")
         if port > 0:
             integration = ApiResource(self.api, self.auth, integration_caller=self._system_caller)
-            svc = strports.service(f"tcp:{port}:interface=127.0.0.1", api_site(integration))
+            svc = strports.service(f"tcp:{port}:interface=127.0.0.1", api_site(integration), reactor=self.reactor)
             svc.setName("integration-api")
             svc.setServiceParent(self)
             self.log.warn("the unauthenticated integration API listens on 127.0.0.1:{port}", port=port)
@@ -149,11 +161,38 @@ def make_cloud_manager(*, basedir: str, db_url: str, listen: str, reactor: IReac
                         endpoint_url=url, on_fatal=getattr(reactor, "stop", None))
 
 
+def _endpoint_fields(description: str) -> list[str]:
+    """The fields of an endpoint description as Twisted reads them: `:` separates, `\\` escapes."""
+    fields: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for ch in description:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ":":
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    fields.append("".join(current))
+    return fields
+
+
 def endpoint_from(listen: str) -> str:
-    parts = dict(p.split("=", 1) for p in listen.split(":")[2:] if "=" in p)
-    bits = listen.split(":")
-    port = bits[1] if len(bits) > 1 and bits[1].isdigit() else "8080"
-    host = parts.get("interface", "127.0.0.1")
-    if host in ("", "0.0.0.0", "::"):
+    """The API URL for a listen endpoint (`tcp:8080`, `tcp:port=8080:interface=\\:\\:1`, `ssl:8443:…`)."""
+    kind, *rest = _endpoint_fields(listen)
+    options = dict(f.split("=", 1) for f in rest if "=" in f)
+    positional = [f for f in rest if "=" not in f]
+    port = options.get("port") or (positional[0] if positional else "8080")
+    host = options.get("interface", "127.0.0.1")
+    if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
-    return f"http://{host}:{port}/client/api"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if kind == "ssl" else "http"
+    return f"{scheme}://{host}:{port}/client/api"

@@ -42,7 +42,9 @@ class DBConnector(Service):
         self.basedir = basedir
         self.auto_upgrade = auto_upgrade or is_sqlite_memory(self.db_url)
         self.engine = create_engine(self.db_url, basedir)
-        self.pool = DBThreadPool(self.engine, reactor, clock, threadpool=threadpool)
+        # in-memory SQLite is one connection shared by every thread: its transactions must not interleave
+        self.pool = DBThreadPool(self.engine, reactor, clock, threadpool=threadpool,
+                                 max_threads=1 if is_sqlite_memory(self.db_url) else 5)
         self.domains = DomainsComponent(self.pool, clock)
         self.roles = RolesComponent(self.pool, clock)
         self.accounts = AccountsComponent(self.pool, clock)
@@ -51,15 +53,23 @@ class DBConnector(Service):
         self.events = EventsComponent(self.pool, clock)
         self.jobs = JobsComponent(self.pool, clock)
 
+    def _not_ready(self) -> DatabaseNotReadyError:
+        return DatabaseNotReadyError(
+            f"the database at {redact_url(self.db_url)} has an outdated schema; run `cloudd upgrade-db` first")
+
+    def check_schema(self) -> None:
+        """Refuse an outdated schema that may not be upgraded here; blocking, so only before the reactor
+        runs (twistd calls privilegedStartService there, and reports what it raises with a non-zero exit)."""
+        if not self.auto_upgrade and not migrate.is_current(self.engine):
+            raise self._not_ready()
+
     async def setup(self) -> None:
         """Start the pool and make sure the schema is current (upgrading it when allowed)."""
         self.pool.start()
 
         if not await self.pool.do_with_engine(migrate.is_current):
             if not self.auto_upgrade:
-                raise DatabaseNotReadyError(
-                    f"the database at {redact_url(self.db_url)} has an outdated schema; "
-                    "run `cloudd upgrade-db` first")
+                raise self._not_ready()
             await self.pool.do_with_engine(migrate.upgrade)
 
     def stopService(self) -> Deferred[None] | None:  # noqa: N802 (Twisted API)

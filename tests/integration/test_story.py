@@ -166,10 +166,6 @@ class StoryMixin:
         """disableUser (async) locks bob's keys out with 401; enableUser lets them in again."""
         t = self.make_tenant()
         submitted = self.admin.disableUser(id=t.bob["id"])
-        # the admin's job is not bob's to see, even though it is about bob
-        with self.assertRaises(CloudStackApiException) as caught:
-            self.as_user(t.bob_keys).queryAsyncJobResult(jobid=submitted["jobid"])
-        self.assertEqual(caught.exception.error["errorcode"], 431)
         job = self.wait_job(self.admin, submitted["jobid"])
         self.assertEqual((job["jobstatus"], job["jobinstancetype"], job["jobinstanceid"]), (1, "User", t.bob["id"]))
         disabled = job["jobresult"]
@@ -180,6 +176,10 @@ class StoryMixin:
         self.assertEqual(caught.exception.error["errorcode"], 401)
         enabled = self.admin.enableUser(id=t.bob["id"])
         self.assertEqual(enabled["user"]["state"], "enabled")
+        # the admin's job is not bob's to see, even though it is about bob
+        with self.assertRaises(CloudStackApiException) as caught:
+            self.as_user(t.bob_keys).queryAsyncJobResult(jobid=submitted["jobid"])
+        self.assertEqual(caught.exception.error["errorcode"], 431)
         self.assertEqual(self.as_user(t.bob_keys).listAccounts()["account"][0]["id"], t.alice["id"])
         with self.assertRaises(CloudStackApiException) as caught:
             self.as_user(t.bob_keys).disableUser(id=t.alice["user"][0]["id"])
