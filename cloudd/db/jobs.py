@@ -119,12 +119,12 @@ class JobsComponent(DBComponent):
 
         return self.pool.do(thd)
 
-    def busy_sync_objects(self, sync_object: str) -> Deferred[int]:
-        """How many unfinished jobs hold `sync_object`."""
+    def waiting_behind(self, job_id: int, sync_object: str) -> Deferred[int]:
+        """How many unfinished jobs on `sync_object`, from any process, were created before `job_id`."""
 
         def thd(conn: Connection) -> int:
             return int(conn.execute(sa.select(sa.func.count()).select_from(J).where(
-                J.c.sync_object == sync_object, J.c.status == PENDING)).scalar_one())
+                J.c.sync_object == sync_object, J.c.status == PENDING, J.c.id < job_id)).scalar_one())
 
         return self.pool.do(thd)
 
@@ -190,17 +190,16 @@ class JobsComponent(DBComponent):
 
         return self.pool.do(thd)
 
-    def fail_orphans(self, own_msid: int, stale_before: int, text: str) -> Deferred[list[Job]]:
-        """Fail every unfinished job owned by a dead process: an earlier run of this server (called at
-        start, before this run owns any job), or a peer whose heartbeat is older than `stale_before`
-        or that is marked Down. Returns the jobs as they were before failing."""
+    def fail_orphans(self, own_msid: int, stale_before: int, text: str,
+                     include_own: bool = True) -> Deferred[list[Job]]:
+        """Fail every unfinished job owned by a dead process: an earlier run of this server (at start,
+        before this run owns any job, `include_own`), or a peer whose heartbeat is older than
+        `stale_before` or that is marked Down. Returns the jobs as they were before failing."""
 
         def thd(conn: Connection) -> list[Job]:
-            dead = sa.select(M.c.id).where(sa.or_(
-                M.c.id == own_msid,
-                sa.and_(M.c.id != own_msid, M.c.last_heartbeat < stale_before),
-                M.c.state == "Down",
-            ))
+            peers_dead = sa.and_(M.c.id != own_msid,
+                                 sa.or_(M.c.last_heartbeat < stale_before, M.c.state == "Down"))
+            dead = sa.select(M.c.id).where(sa.or_(M.c.id == own_msid, peers_dead) if include_own else peers_dead)
             orphan_filter = sa.and_(J.c.status == PENDING, sa.or_(J.c.msid.in_(dead), J.c.msid.is_(None)))
             jobs = [_job(r._mapping) for r in conn.execute(_select().where(orphan_filter))]
             if jobs:

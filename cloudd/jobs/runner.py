@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredLock, gatherResults
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from cloudd.api.context import CallContext
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from cloudd.db.jobs import MsHost
 
 RESTART_TEXT = "job cancelled because of management server restart or shutdown"
+PEER_TEXT = "job cancelled because its management server stopped heart-beating"
+# how often a job waiting behind another process's job on the same object looks again
+SYNC_POLL_SECONDS = 0.5
 
 
 class JobRunner(MultiService):
@@ -69,10 +73,22 @@ class JobRunner(MultiService):
         return orphans
 
     def _heartbeat(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._beat())
+
+    async def _beat(self) -> None:
+        """Heart-beat, then fail the jobs of peers that stopped heart-beating (never raises)."""
         assert self.mshost is not None
-        d = self.api.db.jobs.heartbeat(self.mshost.id)
-        d.addErrback(lambda f: self.log.failure("heartbeat failed", f))
-        return d
+        try:
+            await self.api.db.jobs.heartbeat(self.mshost.id)
+            threshold = self.api.settings.int("cluster.heartbeat.threshold") / 1000.0
+            stale_before = int(self.api.clock.seconds() - threshold)
+            for job in await self.api.db.jobs.fail_orphans(self.mshost.id, stale_before, PEER_TEXT,
+                                                            include_own=False):
+                self.log.warn("failed job {job} ({command}) of a management server that stopped heart-beating",
+                              job=job.uuid, command=job.command)
+                await recovery.recover(self.api, job)
+        except Exception:
+            self.log.failure("heartbeat failed")
 
     def _gc(self) -> Deferred[None]:
         cutoff = int(self.api.clock.seconds() - self.api.settings.int("job.expire.minutes") * 60)
@@ -138,6 +154,10 @@ class JobRunner(MultiService):
         lock = self._lock(key)
         await lock.acquire()
         try:
+            if prepared.sync_object is not None:
+                # another management server may hold the same object: wait for its earlier jobs
+                while await self.api.db.jobs.waiting_behind(job.id, prepared.sync_object):
+                    await deferLater(self.api.clock, SYNC_POLL_SECONDS)
             if cmd.event:
                 await self.api.record_event(ctx.caller, cmd.event, "Started",
                                             self._event_info(ctx, prepared, f"{cmd.name} has started"),

@@ -661,8 +661,10 @@ class JobsTests(DBTestCase):
         self.assertEqual((job.instance_type, job.instance_uuid, job.sync_object), ("Domain", "inst-1", "Domain:1"))
         self.assertEqual(self.ok(self.db.jobs.get_by_uuid(job.uuid)), job)
         self.fails(self.db.jobs.get_by_uuid("nope"), NotFound)
-        self.assertEqual(self.ok(self.db.jobs.busy_sync_objects("Domain:1")), 1)
-        self.assertEqual(self.ok(self.db.jobs.busy_sync_objects("Domain:2")), 0)
+        later = self._job()
+        self.assertEqual(self.ok(self.db.jobs.waiting_behind(later.id, "Domain:1")), 1)
+        self.assertEqual(self.ok(self.db.jobs.waiting_behind(job.id, "Domain:1")), 0)
+        self.assertEqual(self.ok(self.db.jobs.waiting_behind(later.id, "Domain:2")), 0)
 
     def test_complete_exactly_once(self) -> None:
         """The first completion wins; a second one (another status) returns False and changes nothing."""
@@ -675,7 +677,7 @@ class JobsTests(DBTestCase):
         self.reactor.advance(7)
         self.assertFalse(self.ok(self.db.jobs.complete(job.id, FAILED, 530, '{"errorcode": 530}')))
         self.assertEqual(self.ok(self.db.jobs.get_by_uuid(job.uuid)), done)
-        self.assertEqual(self.ok(self.db.jobs.busy_sync_objects("Domain:1")), 0)
+        self.assertEqual(self.ok(self.db.jobs.waiting_behind(job.id + 1, "Domain:1")), 0)
 
     def test_search(self) -> None:
         """search scopes like the other lists and filters by uuid, start time and keyword; newest first."""

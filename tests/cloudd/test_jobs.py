@@ -26,9 +26,9 @@ from cloudd.api.results import ObjectResult, Prepared, Result
 from cloudd.db import model
 from cloudd.db.base import Scope
 from cloudd.db.enginestrategy import create_engine
-from cloudd.db.jobs import PENDING, Job
+from cloudd.db.jobs import PENDING, SUCCEEDED, Job
 from cloudd.jobs import recovery
-from cloudd.jobs.runner import RESTART_TEXT, JobRunner
+from cloudd.jobs.runner import PEER_TEXT, RESTART_TEXT, SYNC_POLL_SECONDS, JobRunner
 from cloudd.web.signing import sign
 from tests.util.cloud import Cloud, Response, make_cloud
 from tests.util.daemon import CloudDaemon, HttpResult, http
@@ -97,6 +97,15 @@ class JobTestCase(SynchronousTestCase):
         self.assertEqual(list(res.json()), ["queryasyncjobresultresponse"])
         out: dict[str, Any] = res.inner()
         return out
+
+    def job_row(self, msid: int, instance_uuid: str = "x") -> str:
+        """A pending job row as another (or an earlier) management server would have stored it."""
+        user = self.successResultOf(self.cloud.db.accounts.get_user_by_api_key(self.cloud.admin.apikey))
+        job = self.successResultOf(self.cloud.db.jobs.create(
+            user_id=user.id, account_id=user.account.id, domain_id=user.account.domain_id, command="waitForGate",
+            cmd=WAIT_CMD, cmd_info="{}", instance_type="TestObject", instance_uuid=instance_uuid,
+            sync_object=f"Test:{instance_uuid}", msid=msid))
+        return job.uuid
 
     def events(self, type: str) -> list[tuple[str, str, str, bool]]:
         """(state, level, description, has parent) of every event of `type`, oldest first."""
@@ -250,14 +259,6 @@ class RecoveryTests(JobTestCase):
         orphans: list[Job] = self.successResultOf(Deferred.fromCoroutine(runner.prepare(runid)))
         return orphans
 
-    def job_row(self, msid: int, instance_uuid: str = "x") -> str:
-        user = self.successResultOf(self.cloud.db.accounts.get_user_by_api_key(self.cloud.admin.apikey))
-        job = self.successResultOf(self.cloud.db.jobs.create(
-            user_id=user.id, account_id=user.account.id, domain_id=user.account.domain_id, command="waitForGate",
-            cmd=WAIT_CMD, cmd_info="{}", instance_type="TestObject", instance_uuid=instance_uuid,
-            sync_object=f"Test:{instance_uuid}", msid=msid))
-        return job.uuid
-
     def assert_restart_failed(self, jobid: str) -> None:
         out = self.query(jobid)
         self.assertEqual((out["jobstatus"], out["jobresultcode"], out["jobresulttype"]), (2, 530, "object"))
@@ -345,6 +346,41 @@ class RecoveryTests(JobTestCase):
         out = self.query(retry)
         self.assertEqual((out["jobstatus"], out["jobresultcode"], out["jobresult"]), (1, 0, {"success": True}))
         self.assertEqual(self.call("listDomains", id=dom["id"]).inner(), {})
+
+
+class ClusterTests(JobTestCase):
+    """Several management servers on one database: failover of a dead peer's jobs while running, and
+    one running job per object across processes."""
+
+    def test_running_server_fails_a_peer_that_stops_heart_beating(self) -> None:
+        """A peer's pending job is failed by a running server's heartbeat once the peer is stale."""
+        self.cloud.jobs.startService()
+        self.addCleanup(lambda: self.cloud.jobs.running and self.cloud.jobs.stopService())
+        peer = self.successResultOf(self.cloud.db.jobs.register_mshost("peer", "h2", "r"))
+        peer_job = self.job_row(peer.id, "p")
+        self.cloud.reactor.advance(60)
+        self.assertEqual(self.query(peer_job)["jobstatus"], 0)
+        threshold = self.cloud.api.settings.int("cluster.heartbeat.threshold") / 1000
+        for _ in range(int(threshold / 1.5) + 2):
+            self.cloud.reactor.advance(1.5)
+        out = self.query(peer_job)
+        self.assertEqual((out["jobstatus"], out["jobresultcode"]), (2, 530))
+        self.assertEqual(out["jobresult"]["errortext"], PEER_TEXT)
+
+    def test_job_waits_for_an_earlier_job_of_another_server(self) -> None:
+        """A job on an object that another server's earlier job still holds starts only after that one ends."""
+        peer = self.successResultOf(self.cloud.db.jobs.register_mshost("peer", "h2", "r"))
+        peer_job = self.job_row(peer.id, "a")  # holds Test:a, the object waitForGate(object=a) serialises on
+        mine = self.submit("a", "g1")
+        self.assertEqual(self.gates.started, [])
+        self.cloud.reactor.advance(SYNC_POLL_SECONDS)
+        self.assertEqual(self.gates.started, [])
+        peer_row = self.successResultOf(self.cloud.db.jobs.get_by_uuid(peer_job))
+        self.assertTrue(self.successResultOf(self.cloud.db.jobs.complete(peer_row.id, SUCCEEDED, 0, "{}")))
+        self.cloud.reactor.advance(SYNC_POLL_SECONDS)
+        self.assertEqual(self.gates.started, ["g1"])
+        self.gates.open("g1")
+        self.assertEqual(self.query(mine)["jobstatus"], 1)
 
 
 class RunnerServiceTests(JobTestCase):
