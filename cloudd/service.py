@@ -15,7 +15,6 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 import cloudd.api
 from cloudd import bootstrap
@@ -29,6 +28,7 @@ from cloudd.jobs.runner import JobRunner
 from cloudd.settings import Settings
 from cloudd.web.accesslog import access_log_line
 from cloudd.web.resource import ApiResource
+from cloudd.web.site import ApiSite
 
 MSID_FILE = "management-server-id"
 
@@ -49,13 +49,13 @@ def management_server_uuid(basedir: str) -> str:
     return value
 
 
-def api_site(resource: ApiResource) -> Site:
+def api_site(resource: ApiResource) -> ApiSite:
     root = Resource()
     client = Resource()
     root.putChild(b"client", client)
     client.putChild(b"api", resource)
     # The access log hides parameter values: they carry passwords and signatures.
-    site = Site(root, logFormatter=access_log_line)
+    site = ApiSite(root, logFormatter=access_log_line)
     site.displayTracebacks = False
     return site
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -108,11 +110,24 @@ def _user_select(*extra: sa.ColumnElement) -> sa.Select:
     ).where(U.c.removed.is_(None), A.c.removed.is_(None))
 
 
-def _user_from(m: sa.RowMapping) -> User:
+def _user_from(m: sa.RowMapping, account: Account | None = None) -> User:
     return User(id=m["id"], uuid=m["uuid"], username=m["username"], firstname=m["firstname"],
                 lastname=m["lastname"], email=m["email"], state=m["state"], timezone=m["timezone"],
                 api_key=m["api_key"], is_default=bool(m["is_default"]), created=m["created"],
-                account=_account_from(m))
+                account=account if account is not None else _account_from(m))
+
+
+def _users_from(rows: Iterable[sa.Row[Any]]) -> list[User]:
+    """The users of many rows of one query; users of one account share its (frozen) Account."""
+    accounts: dict[int, Account] = {}
+    users = []
+    for row in rows:
+        m = row._mapping
+        account = accounts.get(m["a_id"])
+        if account is None:
+            account = accounts[m["a_id"]] = _account_from(m)
+        users.append(_user_from(m, account))
+    return users
 
 
 def _one_user(conn: Connection, q: sa.Select) -> User:
@@ -300,8 +315,8 @@ class AccountsComponent(DBComponent):
             out: dict[int, list[User]] = {}
             if not account_ids:
                 return out
-            for r in conn.execute(_user_select().where(U.c.account_id.in_(account_ids)).order_by(U.c.id)):
-                u = _user_from(r._mapping)
+            for u in _users_from(conn.execute(_user_select().where(U.c.account_id.in_(account_ids))
+                                              .order_by(U.c.id))):
                 out.setdefault(u.account.id, []).append(u)
             return out
 
@@ -358,7 +373,7 @@ class AccountsComponent(DBComponent):
                                    contains(A.c.name, keyword)))
             total = conn.execute(sa.select(sa.func.count()).select_from(q.subquery())).scalar_one()
             rows = conn.execute(apply_page(q.order_by(U.c.id), page or Page())).all()
-            return int(total), [_user_from(r._mapping) for r in rows]
+            return int(total), _users_from(rows)
 
         return self.pool.do(thd)
 

@@ -36,7 +36,7 @@ behaviour and every client depends on it; nothing here can change it.
 from __future__ import annotations
 
 import base64
-import hashlib
+import functools
 import hmac
 import re
 from collections.abc import Mapping
@@ -109,13 +109,24 @@ def _signed_names(params: Mapping[str, str], *, lower_order: bool) -> list[str]:
     return sorted(names)
 
 
+# Runs of characters that some value table changes; everything else (letters, digits, ``.``,
+# ``_``, ``-``) every table keeps as it is, so keys, command names and ids need no work.
+_ENCODED_RUN_RE: Final = re.compile(r"[^A-Za-z0-9._\-]+")
+
+
+def _encode_value(value: str, table: tuple[str, ...]) -> str:
+    """Encode one value with a per-byte table."""
+    return _ENCODED_RUN_RE.sub(lambda run: "".join([table[byte] for byte in _utf8(run[0])]), value)
+
+
+def _join(params: Mapping[str, str], names: list[str], table: tuple[str, ...]) -> str:
+    """Build one canonical string from names in signing order and a value encoding."""
+    return "&".join([name + "=" + _encode_value(params[name], table) for name in names]).lower()
+
+
 def _canonical(params: Mapping[str, str], *, lower_order: bool, table: tuple[str, ...]) -> str:
     """Build one canonical string with the given name order and value encoding."""
-    pieces = []
-    for name in _signed_names(params, lower_order=lower_order):
-        encoded = "".join(table[byte] for byte in _utf8(params[name]))
-        pieces.append(f"{name}={encoded}")
-    return "&".join(pieces).lower()
+    return _join(params, _signed_names(params, lower_order=lower_order), table)
 
 
 _JAVA_VALUE_TABLE: Final = _value_table(tilde_raw=False, star_escaped=False, brackets_raw=False)
@@ -143,10 +154,13 @@ _VARIANTS: Final[tuple[tuple[bool, bool, bool, bool], ...]] = (
     (False, False, False, True),  # [ ] only
 )
 
-_VARIANT_TABLES: Final = tuple(
-    (lower_order, _value_table(tilde_raw=tilde, star_escaped=star, brackets_raw=brackets))
-    for lower_order, tilde, star, brackets in _VARIANTS
-)
+# Value tables by (~ raw, * as %2a, [ ] raw).
+_VALUE_TABLES: Final = {
+    (tilde, star, brackets): _value_table(tilde_raw=tilde, star_escaped=star, brackets_raw=brackets)
+    for tilde in (False, True)
+    for star in (False, True)
+    for brackets in (False, True)
+}
 
 
 def canonical_variants(params: Mapping[str, str]) -> list[str]:
@@ -154,17 +168,37 @@ def canonical_variants(params: Mapping[str, str]) -> list[str]:
 
     The Java form of :func:`canonical_string` comes first, followed by the tolerant
     variants described in the module docstring, without duplicates, in a fixed order.
+
+    A tolerance that the request does not touch (no ``~`` in any value, say, or names
+    that sort the same either way) yields the same string as without it, so such a
+    variant is not built twice; the list is the same, only cheaper to make.
     """
-    strings = (
-        _canonical(params, lower_order=lower_order, table=table) for lower_order, table in _VARIANT_TABLES
-    )
-    return list(dict.fromkeys(strings))
+    names = [name for name in params if name.lower() != "signature"]
+    plain_order = sorted(names)
+    lower_order = sorted(names, key=lambda name: (name.lower(), name))
+    text = "".join([params[name] for name in names])
+    any_lower, any_tilde, any_star = plain_order != lower_order, "~" in text, "*" in text
+    any_brackets = "[" in text or "]" in text
+    if not (any_lower or any_tilde or any_star or any_brackets):
+        return [_join(params, plain_order, _JAVA_VALUE_TABLE)]
+    strings: dict[str, None] = {}
+    built: set[tuple[bool, bool, bool, bool]] = set()
+    for lower, tilde, star, brackets in _VARIANTS:
+        key = (lower and any_lower, tilde and any_tilde, star and any_star, brackets and any_brackets)
+        if key in built:
+            continue
+        built.add(key)
+        order = lower_order if key[0] else plain_order
+        strings.setdefault(_join(params, order, _VALUE_TABLES[key[1:]]), None)
+    return list(strings)
 
 
 def _hmac_sha1_b64(secret: str, message: str) -> bytes:
-    """Return base64(HMAC-SHA1(secret, message)) as ASCII bytes."""
-    digest = hmac.new(_utf8(secret), message.encode("ascii"), hashlib.sha1).digest()
-    return base64.b64encode(digest)
+    """Return base64(HMAC-SHA1(secret, message)) as ASCII bytes.
+
+    Values are percent-encoded, but names are signed as received, so the message may hold any
+    character (a non-ASCII parameter name): it is hashed as UTF-8, as Java's getBytes would."""
+    return base64.b64encode(hmac.digest(_utf8(secret), _utf8(message), "sha1"))
 
 
 def sign(params: Mapping[str, str], secret: str) -> str:
@@ -208,6 +242,10 @@ _EXPIRES_RE: Final = re.compile(
 )
 
 
+# The longest value _EXPIRES_RE can match: "2024-05-01T12:00:00.123456789Z+00:00".
+_EXPIRES_MAX_LENGTH: Final = 36
+
+
 def parse_expires(value: str) -> float | None:
     """Return the instant of an ``expires`` value as UTC epoch seconds, or ``None``.
 
@@ -217,6 +255,15 @@ def parse_expires(value: str) -> float | None:
     offset after the literal ``Z`` is the one that counts). Anything else, including a
     time without a zone, gives ``None``.
     """
+    if len(value) > _EXPIRES_MAX_LENGTH:
+        return None
+    return _parse_expires(value)
+
+
+# Pure, so the answers for recent values are kept: clients send the same ``expires`` on every
+# request they make within a second, and a signed URL may be used many times until it expires.
+@functools.lru_cache(maxsize=1024)
+def _parse_expires(value: str) -> float | None:
     match = _EXPIRES_RE.fullmatch(value)
     if match is None:
         return None

@@ -12,6 +12,7 @@ invalid percent escapes are kept literally and invalid UTF-8 becomes U+FFFD.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from typing import Final
 from urllib.parse import unquote_to_bytes
@@ -40,7 +41,10 @@ class DuplicateParameter(ValueError):
 
 def _form_decode(raw: bytes) -> str:
     """Decode one form-encoded name or value: ``+`` is a space, then percent escapes."""
-    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", errors="replace")
+    raw = raw.replace(b"+", b" ")
+    if b"%" in raw:
+        raw = unquote_to_bytes(raw)
+    return raw.decode("utf-8", errors="replace")
 
 
 def parse_pairs(raw: bytes) -> list[tuple[str, str]]:
@@ -79,6 +83,9 @@ def merge_params(query: list[tuple[str, str]], body: list[tuple[str, str]]) -> d
 # The characters CloudStack refuses in any parameter value (CR and LF are allowed).
 CONTROL_CHARS: Final = frozenset(chr(code) for code in [*range(0, 10), 11, 12, *range(14, 32), 127])
 
+# Finds any of CONTROL_CHARS (at C speed: every request is checked).
+_CONTROL_CHAR_RE: Final = re.compile("[" + "".join(re.escape(char) for char in sorted(CONTROL_CHARS)) + "]")
+
 # CloudStack exempts this one parameter from the check (spec §1.2).
 _CONTROL_CHAR_EXEMPT: Final = frozenset({"activationrule"})
 
@@ -91,6 +98,8 @@ def first_control_char_param(
     Names in *exempt* (lower-case; compared case-insensitively, like command parameters)
     are not checked. Returns ``None`` when every value is acceptable.
     """
+    if _CONTROL_CHAR_RE.search("".join(params.values())) is None:
+        return None
     for name in sorted(params):
         if name.lower() in exempt:
             continue

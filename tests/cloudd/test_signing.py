@@ -399,3 +399,12 @@ class ParseExpiresTests(SynchronousTestCase):
             "1714564800",
         ]:
             self.assertIsNone(parse_expires(text), text)
+
+
+class NonAsciiNameTests(SynchronousTestCase):
+    def test_non_ascii_parameter_name_signs_and_verifies(self) -> None:
+        """Names are signed as received; a non-ASCII name is hashed as UTF-8 instead of raising."""
+        params = {"command": "listUsers", "apiKey": "k", "nämé": "x"}
+        signature = sign(params, "secret")
+        self.assertTrue(verify_signature(params, "secret", signature))
+        self.assertFalse(verify_signature({**params, "nämé": "y"}, "secret", signature))
