@@ -28,6 +28,7 @@ from cloudd.db.base import NotFound
 from cloudd.util import passwords
 from cloudd.util.passwords import check_password, new_api_key, new_session_key
 from cloudd.web.signing import parse_expires, verify_signature
+from cloudd.web.wire import param_ci
 
 if TYPE_CHECKING:
     from cloudd.db.domains import Domain
@@ -41,15 +42,6 @@ class Login:
     session_key: str
     caller: Caller
     timeout: int
-
-
-def _get_ci(params: dict[str, str], name: str) -> str | None:
-    if name in params:
-        return params[name]
-    for k, v in params.items():
-        if k.lower() == name:
-            return v
-    return None
 
 
 class Authenticator:
@@ -91,13 +83,13 @@ class Authenticator:
 
     async def verify_signed(self, params: dict[str, str]) -> Caller:
         """The caller of a signed request, or 401."""
-        api_key = _get_ci(params, "apikey")
-        signature = _get_ci(params, "signature")
+        api_key = param_ci(params, "apikey")
+        signature = param_ci(params, "signature")
         if not api_key or not signature:
             raise unauthorized()
         settings = self.api.settings
-        version = _get_ci(params, "signatureversion")
-        expires = _get_ci(params, "expires")
+        version = param_ci(params, "signatureversion")
+        expires = param_ci(params, "expires")
         now = self.api.clock.seconds()
         if version == "3":
             when = parse_expires(expires) if expires else None

@@ -30,6 +30,7 @@ from cloudd.web.wire import (
     DuplicateParameter,
     first_control_char_param,
     merge_params,
+    param_ci,
     parse_cookies,
     parse_pairs,
 )
@@ -40,16 +41,6 @@ SECURITY_HEADERS = (
     (b"X-XSS-Protection", b"1; mode=block"),
     (b"Content-Security-Policy", b"default-src 'none'; frame-ancestors 'none'"),
 )
-
-
-def ci(params: dict[str, str], name: str) -> str | None:
-    """A transport parameter, looked up in any case."""
-    if name in params:
-        return params[name]
-    for k, v in params.items():
-        if k.lower() == name:
-            return v
-    return None
 
 
 def _in_networks(address: str, networks: str) -> bool:
@@ -160,8 +151,8 @@ class ApiResource(Resource):
             err = param_error(f"Parameter {dup.name[:64]} was specified more than once")
             self._write(request, Answer("errorresponse", err.body(), err.code), as_json)
             return
-        as_json = (ci(params, "response") or "").lower() == "json"
-        command = ci(params, "command")
+        as_json = (param_ci(params, "response") or "").lower() == "json"
+        command = param_ci(params, "command")
         client = self.client_address(request)
         try:
             self.api.throttle_address(client)
@@ -193,7 +184,7 @@ class ApiResource(Resource):
         cookies = parse_cookies(request.getHeader(b"cookie"))
         session_id = cookies.get("JSESSIONID")
         key_param = params.get("sessionkey")
-        signed = ci(params, "apikey") is not None and ci(params, "signature") is not None
+        signed = param_ci(params, "apikey") is not None and param_ci(params, "signature") is not None
         if session_id and (key_param is not None or "sessionkey" in cookies or not signed):
             self._check_origin(request)
             caller = await self.auth.session_caller(session_id, key_param, cookies.get("sessionkey"))
@@ -227,12 +218,12 @@ class ApiResource(Resource):
             request.write(LOGIN_GET_TEXT)
             request.finish()
             return
-        username, password = ci(params, "username"), ci(params, "password")
+        username, password = param_ci(params, "username"), param_ci(params, "password")
         for name, value in (("username", username), ("password", password)):
             if value is None:
                 raise param_error(f"Unable to execute API command login due to missing parameter {name}")
         assert username is not None and password is not None
-        domain_id = ci(params, "domainid")
+        domain_id = param_ci(params, "domainid")
         db = self.api.db
         from cloudd.db.base import NotFound
 
@@ -240,12 +231,12 @@ class ApiResource(Resource):
             if domain_id:
                 domain = await db.domains.get_by_uuid(domain_id)
             else:
-                domain = await db.domains.get_by_path(normalise_domain_path(ci(params, "domain")))
+                domain = await db.domains.get_by_path(normalise_domain_path(param_ci(params, "domain")))
         except NotFound:
             if domain_id:
                 raise unauthorized("Invalid domain id entered, please enter a valid one") from None
             raise ApiError(531, f"Unable to find the domain from the path "
-                                f"{normalise_domain_path(ci(params, 'domain'))[:255]}", None) from None
+                                f"{normalise_domain_path(param_ci(params, 'domain'))[:255]}", None) from None
         login = await self.auth.login(username, password, domain, client)
         previous = parse_cookies(request.getHeader(b"cookie")).get("JSESSIONID")
         if previous:

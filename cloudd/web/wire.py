@@ -22,6 +22,7 @@ __all__ = [
     "DuplicateParameter",
     "first_control_char_param",
     "merge_params",
+    "param_ci",
     "parse_cookies",
     "parse_pairs",
 ]
@@ -105,6 +106,17 @@ def first_control_char_param(
             continue
         if not CONTROL_CHARS.isdisjoint(params[name]):
             return name
+    return None
+
+
+def param_ci(params: Mapping[str, str], name: str) -> str | None:
+    """The value of a transport parameter (`apiKey`, `signature`, `response`, ...) in any case;
+    `name` is given in lower case."""
+    if name in params:
+        return params[name]
+    for key, value in params.items():
+        if key.lower() == name:
+            return value
     return None
 
 
