@@ -103,8 +103,12 @@ class CloudManager(MultiService):
         d.addCallbacks(self.ready.callback, self._fatal)
 
     def _fatal(self, failure: Any) -> None:
-        self.log.failure("cloudd could not start", failure)
+        if not self.running:
+            # stopped (SIGTERM) while still starting: the failure is the stop itself, not a fault
+            self.log.info("cloudd stopped before it finished starting")
+            return
         self.ready.errback(failure)
+        self.log.failure("cloudd could not start", failure)
         if self.on_fatal is not None:
             self.on_fatal()
 

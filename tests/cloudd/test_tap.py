@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python import usage
@@ -245,6 +246,23 @@ class CloudManagerTests(SynchronousTestCase):
         self.assertTrue(self.reactor.hasStopped)
         self.assertRaises(KeyError, mgr.getServiceNamed, "api")
         self.successResultOf(mgr.stopService())
+
+    def test_stop_during_start_is_not_a_failure(self) -> None:
+        """A stop (SIGTERM) that arrives while the start is still working ends quietly: nothing is
+        logged as an error and the reactor is not stopped a second time."""
+        mgr = self.manager("sqlite://")
+        gate: Deferred[None] = Deferred()
+
+        async def slow_setup() -> None:
+            await gate
+
+        mgr.db.setup = slow_setup  # type: ignore[method-assign]
+        mgr.startService()
+        self.successResultOf(mgr.stopService())
+        gate.errback(ConnectionError("pool stopped"))
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertFalse(self.reactor.hasStopped)
+        self.assertNoResult(mgr.ready)
 
 
 class TwistdTests(SynchronousTestCase):
