@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cloudd.api.context import CallContext
+from cloudd.api.context import RANK, CallContext
 from cloudd.api.errors import invalid_value, param_error
 from cloudd.api.fields import ROLE_FIELDS, ROLE_PERMISSION_FIELDS, SUCCESS_FIELDS, doc
 from cloudd.api.paging import page_of
@@ -55,9 +55,12 @@ async def role_by_id(ctx: CallContext, name: str = "id") -> Role:
                  P("type", description="List role by role type, valid options are: Admin, ResourceAdmin, "
                    "DomainAdmin, User.")])
 async def list_roles(ctx: CallContext) -> Result:
+    caller = ctx.caller
+    # below the root admin, only roles of the caller's own rank or lower are shown
+    visible = None if caller.is_root_admin else tuple(t for t in ROLE_TYPES if RANK[t] <= RANK[caller.role_type])
     total, roles = await ctx.api.db.roles.search(uuid=ctx.get("id"), name=ctx.get("name"),
                                                role_type=_role_type(ctx.get("type")), keyword=ctx.get("keyword"),
-                                               page=page_of(ctx))
+                                               page=page_of(ctx), role_types=visible)
     return ListResult("role", [role_view(r) for r in roles], total)
 
 

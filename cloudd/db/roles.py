@@ -111,9 +111,12 @@ class RolesComponent(DBComponent):
         return self.pool.do(thd)
 
     def search(self, uuid: str | None = None, name: str | None = None, role_type: str | None = None,
-             keyword: str | None = None, page: Page | None = None) -> Deferred[tuple[int, list[Role]]]:
+             keyword: str | None = None, page: Page | None = None,
+             role_types: tuple[str, ...] | None = None) -> Deferred[tuple[int, list[Role]]]:
         def thd(conn: Connection) -> tuple[int, list[Role]]:
             q = sa.select(R).where(R.c.removed.is_(None))
+            if role_types is not None:
+                q = q.where(R.c.role_type.in_(role_types))
             if uuid is not None:
                 q = q.where(R.c.uuid == uuid)
             if name is not None:

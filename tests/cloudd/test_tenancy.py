@@ -284,6 +284,15 @@ class TenancyTests(SynchronousTestCase):
         ])
         self.assertEqual(t.call("a_admin", "getUserKeys", id=t["a_admin"].user_id).status, 200)
 
+    def test_roles_above_the_caller_are_not_listed(self) -> None:
+        """A domain admin's listRoles shows roles of its own type and below; never an admin-type role."""
+        r = self.t.call("a_admin", "listRoles")
+        self.assertEqual(r.status, 200, r.body)
+        types = {role["type"] for role in r.inner()["role"]}
+        self.assertEqual(types, {"DomainAdmin", "User"})
+        root_role = self.cloud.signed("listRoles", name="Root Admin").inner()["role"][0]["id"]
+        self.assertEqual(self.t.call("a_admin", "listRoles", id=root_role).inner(), {})
+
     def test_users_cannot_call_admin_commands(self) -> None:
         """Every command not granted to users answers a user 432 `errorresponse`; every root-only
         command answers a domain admin the same; nothing changes."""
