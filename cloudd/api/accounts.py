@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cloudd.api import access
 from cloudd.api.access import account_by_name, account_param, check_manage_account, domain_param
+from cloudd.api.binding import is_uuid
 from cloudd.api.context import ACCOUNT_TYPE_FOR_ROLE, RANK, ROLE_FOR_ACCOUNT_TYPE, CallContext
 from cloudd.api.errors import invalid_value, param_error, permission_denied
 from cloudd.api.fields import ACCOUNT_FIELDS, SUCCESS_FIELDS, doc
@@ -109,7 +110,7 @@ async def create_account(ctx: CallContext) -> Result:
         raise invalid_value(f"The domain {domain.name} is being deleted")
     name = ctx.get("account") or ctx.get("username")
     for label, custom in (("accountid", ctx.get("accountid")), ("userid", ctx.get("userid"))):
-        if custom is not None and not _uuid_ok(custom):
+        if custom is not None and not is_uuid(custom):
             raise invalid_value(f"{label} must be a lower-case UUID")
     pw_hash = await ctx.api.blocking(hash_password, ctx.get("password"))
     account = await ctx.api.db.accounts.create_account(
@@ -120,12 +121,6 @@ async def create_account(ctx: CallContext) -> Result:
     ctx.extras["event"] = EventInfo(f"Account Name: {account.name}, Domain Id: {domain.uuid}", "Account",
                                     account.uuid, account.name, account)
     return ObjectResult("account", await view(ctx, account))
-
-
-def _uuid_ok(value: str) -> bool:
-    from cloudd.api.binding import UUID_RE
-
-    return bool(UUID_RE.match(value))
 
 
 @command("listAccounts", description="Lists accounts and provides detailed account information for listed "

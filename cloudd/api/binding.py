@@ -24,6 +24,11 @@ TRANSPORT = frozenset({"command", "response", "sessionkey", "apikey", "signature
                        "_", "httpmethod"})
 
 
+def is_uuid(value: str) -> bool:
+    """A lower-case canonical UUID, as CloudStack accepts for ids created since 3.0."""
+    return bool(UUID_RE.match(value))
+
+
 def _invalid(cmd: Command, value: str, p: Param) -> Exception:
     shown = "(hidden)" if p.secret else value[:64]
     return param_error(f"Unable to execute API command {cmd.short_name} due to invalid value {shown} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cloudd.api import access
 from cloudd.api.access import domain_param
+from cloudd.api.binding import is_uuid
 from cloudd.api.context import CallContext
 from cloudd.api.errors import in_use, invalid_value, permission_denied
 from cloudd.api.fields import DOMAIN_FIELDS, SUCCESS_FIELDS, doc
@@ -12,7 +13,7 @@ from cloudd.api.registry import ADMINS, ROOT, Param, command
 from cloudd.api.results import ListResult, ObjectResult, Prepared, Result, SuccessResult
 from cloudd.api.service import ApiService, EventInfo
 from cloudd.api.views import domain_view
-from cloudd.db.base import NotFound, Scope
+from cloudd.db.base import NotFound
 from cloudd.db.domains import Domain
 from cloudd.db.jobs import Job
 from cloudd.jobs.recovery import recovers
@@ -40,18 +41,12 @@ async def create_domain(ctx: CallContext) -> Result:
     if not access.can_see_domain(ctx.caller, parent):
         raise permission_denied(f"Account {ctx.caller.account.name} does not have permission on domain {parent.name}")
     custom = ctx.get("domainid")
-    if custom is not None and not access_uuid_ok(custom):
+    if custom is not None and not is_uuid(custom):
         raise invalid_value("domainid must be a lower-case UUID")
     domain = await ctx.api.db.domains.create(name, parent, ctx.get("networkdomain"), custom)
     ctx.extras["event"] = EventInfo(f"Domain Name: {domain.name}, Parent Domain: {parent.name}", "Domain",
                                     domain.uuid, domain.name)
     return ObjectResult("domain", domain_view(domain))
-
-
-def access_uuid_ok(value: str) -> bool:
-    from cloudd.api.binding import UUID_RE
-
-    return bool(UUID_RE.match(value))
 
 
 @command("listDomains", description="Lists domains and provides detailed information for listed domains",
@@ -186,6 +181,3 @@ async def _recover_domain(api: ApiService, job: Job) -> None:
     if domain.state != "Active":
         await api.db.domains.set_state(domain.id, "Active")
 
-
-def domain_scope(domain: Domain) -> Scope:
-    return Scope(domain_path=domain.path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -191,9 +191,3 @@ class Registry:
                     reg.add(value)
         return reg
 
-
-def with_params(cmd: Command, extra: Iterable[Param]) -> Command:
-    params = cmd.params + tuple(extra)
-    new = replace(cmd, params=params, param_index={})
-    new.param_index.update({p.name: p for p in params})
-    return new

@@ -22,7 +22,7 @@ from cloudd.api.context import CallContext, Caller
 from cloudd.api.errors import ApiError, internal, invalid_value
 from cloudd.api.ratelimit import FixedWindowLimiter
 from cloudd.api.registry import Command, Registry
-from cloudd.api.results import FlatResult, Prepared, body_of
+from cloudd.api.results import Prepared, body_of
 from cloudd.db.base import Conflict, NotFound
 from cloudd.db.events import NewEvent
 from cloudd.settings import Settings
@@ -183,16 +183,5 @@ class ApiService:
 
     def cmd_info(self, cmd: Command, params: dict[str, Any]) -> str:
         """The parameters of a job as stored: every secret parameter removed."""
-        safe = {k: v for k, v in params.items() if not cmd.param_index.get(k, _PUBLIC).secret}
+        safe = {k: v for k, v in params.items() if k not in cmd.param_index or not cmd.param_index[k].secret}
         return json.dumps(safe, default=str, sort_keys=True)
-
-    @staticmethod
-    def flat(fields: dict[str, Any]) -> FlatResult:
-        return FlatResult(fields)
-
-
-class _Public:
-    secret = False
-
-
-_PUBLIC = _Public()

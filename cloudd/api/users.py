@@ -11,6 +11,7 @@ from cloudd.api.access import (
     user_param,
 )
 from cloudd.api.accounts import USER_PARAMS, check_name, check_password_value
+from cloudd.api.binding import is_uuid
 from cloudd.api.context import CallContext
 from cloudd.api.errors import invalid_value, permission_denied
 from cloudd.api.fields import SUCCESS_FIELDS, USER_FIELDS, USERKEYS_FIELDS, doc
@@ -51,9 +52,7 @@ async def create_user(ctx: CallContext) -> Result:
     assert account is not None
     await check_manage_account(ctx, account, same_account_ok=ctx.caller.is_admin)
     custom = ctx.get("userid")
-    from cloudd.api.binding import UUID_RE
-
-    if custom is not None and not UUID_RE.match(custom):
+    if custom is not None and not is_uuid(custom):
         raise invalid_value("userid must be a lower-case UUID")
     pw_hash = await ctx.api.blocking(hash_password, ctx.get("password"))
     user = await ctx.api.db.accounts.create_user(

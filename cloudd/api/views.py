@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cloudd.api.context import ACCOUNT_TYPE_FOR_ROLE
 from cloudd.db.accounts import Account, User
 from cloudd.db.domains import Domain
 from cloudd.db.events import Event
@@ -22,7 +21,7 @@ def domain_view(d: Domain) -> dict[str, Any]:
     return {
         "id": d.uuid, "name": d.name, "level": d.level, "parentdomainid": d.parent_uuid,
         "parentdomainname": d.parent_name, "haschild": d.has_child, "networkdomain": d.network_domain,
-        "path": d.display_path, "state": d.state, "created": cs_date(d.created),
+        "path": display_path(d.path), "state": d.state, "created": cs_date(d.created),
     }
 
 
@@ -94,6 +93,3 @@ def job_view(j: Job, *, with_ms: bool) -> dict[str, Any]:
     out["jobid"] = j.uuid
     return out
 
-
-def account_type_of(role_type: str) -> int:
-    return ACCOUNT_TYPE_FOR_ROLE[role_type]

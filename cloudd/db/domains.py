@@ -39,11 +39,6 @@ class Domain:
     parent_name: str | None = None
     has_child: bool = False
 
-    @property
-    def display_path(self) -> str:
-        """CloudStack's `path` field: ROOT, ROOT/a, ROOT/a/b."""
-        return "ROOT" + self.path.rstrip("/") if self.path != "/" else "ROOT"
-
 
 def _select() -> sa.Select:
     parent = T.alias("parent")

@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from cloudd import bootstrap
+from cloudd.api.views import display_path
 from cloudd.db import migrate, model
 from cloudd.db.accounts import Account, User
 from cloudd.db.base import Conflict, NotFound, Page, Scope
@@ -79,7 +80,7 @@ class DomainsTests(DBTestCase):
         """Bootstrap makes exactly one ROOT at path / and level 0 with no parent."""
         self.assertEqual((self.root.name, self.root.path, self.root.level, self.root.parent_id),
                          ("ROOT", "/", 0, None))
-        self.assertEqual(self.root.display_path, "ROOT")
+        self.assertEqual(display_path(self.root.path), "ROOT")
         self.assertEqual(self.root.state, "Active")
         self.assertEqual(self.root.created, EPOCH)
 
@@ -89,7 +90,7 @@ class DomainsTests(DBTestCase):
         b = self.ok(self.db.domains.create("b", a, "b.example.org"))
         self.assertEqual((b.path, b.level, b.parent_id, b.parent_uuid, b.parent_name), ("/a/b/", 2, a.id, a.uuid, "a"))
         self.assertEqual(b.network_domain, "b.example.org")
-        self.assertEqual(b.display_path, "ROOT/a/b")
+        self.assertEqual(display_path(b.path), "ROOT/a/b")
         self.assertEqual(self.ok(self.db.domains.get(b.id)), b)
         self.assertEqual(self.ok(self.db.domains.get_by_uuid(b.uuid)), b)
         self.assertEqual(self.ok(self.db.domains.get_by_path("/a/b/")), b)
