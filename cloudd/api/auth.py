@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from cloudd.db.domains import Domain
 
 SESSION_FAILED = "unable to verify user credentials"
+UNEXPIRING_REPORT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,11 @@ class Authenticator:
         self._keys: OrderedDict[str, tuple[float, Credentials]] = OrderedDict()
         self.login_limiter = FixedWindowLimiter(api.clock)
         self.unexpiring_accepted = 0
+        # per user: when requests without an expiry were last reported, and how many came since
+        self._unexpiring: dict[str, tuple[float, int]] = {}
         # checked when the user does not exist: same scheme and rounds, matches no password
-        self._decoy = f"pbkdf2_sha256${passwords.ITERATIONS}${base64.b64encode(os.urandom(16)).decode()}${base64.b64encode(bytes(32)).decode()}"
+        salt = base64.b64encode(os.urandom(16)).decode()
+        self._decoy = f"pbkdf2_sha256${passwords.ITERATIONS}${salt}${base64.b64encode(bytes(32)).decode()}"
         api.identity_listeners.append(self.clear_cache)
 
     def clear_cache(self) -> None:
@@ -108,11 +112,23 @@ class Authenticator:
         if not verify_signature(params, creds.secret_key, signature):
             raise unauthorized()
         if version != "3":
-            self.unexpiring_accepted += 1
-            self.log.info("accepted a signed request without an expiry from user {user} ({count} so far); "
-                          "set api.signature.version3.required to refuse them",
-                          user=creds.user.uuid, count=self.unexpiring_accepted)
+            self._count_unexpiring(creds.user.uuid, now)
         return Caller(creds.user)
+
+    def _count_unexpiring(self, user: str, now: float) -> None:
+        """Count a request signed without an expiry; report each user's at most once a minute."""
+        self.unexpiring_accepted += 1
+        last, since = self._unexpiring.get(user, (-UNEXPIRING_REPORT_SECONDS, 0))
+        since += 1
+        if now - last < UNEXPIRING_REPORT_SECONDS:
+            self._unexpiring[user] = (last, since)
+            return
+        self._unexpiring[user] = (now, 0)
+        if len(self._unexpiring) > 10000:
+            self._unexpiring.clear()
+        self.log.info("accepted {count} signed request(s) without an expiry from user {user} ({total} in all); "
+                      "set api.signature.version3.required to refuse them",
+                      count=since, user=user, total=self.unexpiring_accepted)
 
     # --- sessions -------------------------------------------------------------------------------
 

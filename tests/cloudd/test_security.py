@@ -106,6 +106,11 @@ def captured_logs() -> Iterator[LogCapture]:
         globalLogPublisher.removeObserver(observer)
 
 
+def reports(logs: LogCapture) -> int:
+    """How many log events report requests signed without an expiry."""
+    return sum("without an expiry" in (e.get("log_format") or "") for e in logs.events)
+
+
 class SignatureExpiryTests(SynchronousTestCase):
     """Signed requests: expiry, the v3 requirement and the credential checks (security.md §6.1–3)."""
 
@@ -196,6 +201,23 @@ class SignatureExpiryTests(SynchronousTestCase):
         with captured_logs() as logs:
             self.assertEqual(self.cloud.request(v3_params(self.cloud, "listDomains")).status, 200)
         self.assertNotIn("without an expiry", logs.text())
+
+    def test_unexpiring_requests_are_counted_and_reported_once_a_minute(self) -> None:
+        """Each v1 request is counted; a user's are reported at most once a minute, with the count since."""
+        auth = self.cloud.auth
+        with captured_logs() as logs:
+            for _ in range(5):
+                self.assertEqual(self.cloud.signed("listDomains").status, 200)
+            self.cloud.reactor.advance(30)
+            self.assertEqual(self.cloud.signed("listDomains").status, 200)
+        self.assertEqual(reports(logs), 1)
+        self.assertEqual(auth.unexpiring_accepted, 6)
+        self.cloud.reactor.advance(31)
+        with captured_logs() as logs:
+            self.assertEqual(self.cloud.signed("listDomains").status, 200)
+        self.assertEqual(reports(logs), 1)
+        self.assertIn("accepted 6 signed request(s) without an expiry", logs.text())
+        self.assertEqual(auth.unexpiring_accepted, 7)
 
     def test_bad_credentials(self) -> None:
         """Unknown apiKey, wrong secret, disabled or locked user, disabled or locked account, deleted
