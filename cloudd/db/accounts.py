@@ -22,6 +22,7 @@ from cloudd.db.base import (
     contains,
     insert_id,
     new_uuid,
+    thd_lock_domain,
 )
 
 A = model.accounts
@@ -170,6 +171,7 @@ class AccountsComponent(DBComponent):
     def thd_create_account(self, conn: Connection, *, name: str, account_type: int, role_id: int,
                            domain_id: int, network_domain: str | None = None, uuid: str | None = None,
                            is_default: bool = False) -> int:
+        thd_lock_domain(conn, domain_id)
         if conn.execute(sa.select(A.c.id).where(
                 A.c.name == name, A.c.domain_id == domain_id, A.c.removed.is_(None))).first():
             raise Conflict(f"The specified account: {name} already exists")
@@ -222,6 +224,7 @@ class AccountsComponent(DBComponent):
         def thd(conn: Connection) -> Account:
             values: dict[str, object] = {}
             if name is not None and name != account.name:
+                thd_lock_domain(conn, account.domain_id)
                 if conn.execute(sa.select(A.c.id).where(A.c.name == name, A.c.domain_id == account.domain_id,
                                                         A.c.removed.is_(None))).first():
                     raise Conflict(f"The specified account: {name} already exists")
@@ -277,6 +280,7 @@ class AccountsComponent(DBComponent):
     def thd_create_user(self, conn: Connection, *, account_id: int, domain_id: int, username: str,
                         password_hash: str, firstname: str | None, lastname: str | None, email: str | None,
                         timezone: str | None, uuid: str | None = None, is_default: bool = False) -> int:
+        thd_lock_domain(conn, domain_id)
         clash = conn.execute(sa.select(U.c.id).select_from(U.join(A, U.c.account_id == A.c.id)).where(
             U.c.username == username, A.c.domain_id == domain_id, U.c.removed.is_(None))).first()
         if clash is not None:
@@ -383,6 +387,7 @@ class AccountsComponent(DBComponent):
         def thd(conn: Connection) -> User:
             new_name = values.get("username")
             if new_name is not None and new_name != user.username:
+                thd_lock_domain(conn, user.account.domain_id)
                 clash = conn.execute(sa.select(U.c.id).select_from(U.join(A, U.c.account_id == A.c.id)).where(
                     U.c.username == new_name, A.c.domain_id == user.account.domain_id,
                     U.c.removed.is_(None), U.c.id != user.id)).first()

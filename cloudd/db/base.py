@@ -53,6 +53,16 @@ def insert_id(result: Any) -> int:
     return int(key[0])
 
 
+def thd_lock_domain(conn: Any, domain_id: int | None) -> None:
+    """Hold the domain's row until the transaction ends, so that concurrent checks for a free name
+    in that domain (accounts, users, sub-domains) run one after another on MariaDB/MySQL. SQLite
+    serialises writers by itself and renders no FOR UPDATE."""
+    if domain_id is not None:
+        from cloudd.db import model
+
+        conn.execute(sa.select(model.domains.c.id).where(model.domains.c.id == domain_id).with_for_update())
+
+
 def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

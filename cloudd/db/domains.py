@@ -19,6 +19,7 @@ from cloudd.db.base import (
     escape_like,
     insert_id,
     new_uuid,
+    thd_lock_domain,
 )
 
 T = model.domains
@@ -107,6 +108,7 @@ class DomainsComponent(DBComponent):
                uuid: str | None = None) -> Deferred[Domain]:
         def thd(conn: Connection) -> Domain:
             path = _child_path(parent.path, name)
+            thd_lock_domain(conn, parent.id)
             clash = conn.execute(sa.select(T.c.id).where(
                 T.c.parent_id == parent.id, sa.func.lower(T.c.name) == name.lower(),
                 T.c.removed.is_(None))).first()
@@ -157,6 +159,7 @@ class DomainsComponent(DBComponent):
             if name is not None and name != domain.name:
                 if domain.parent_id is None:
                     raise Conflict("ROOT domain can not be edited with a new name")
+                thd_lock_domain(conn, domain.parent_id)
                 clash = conn.execute(sa.select(T.c.id).where(
                     T.c.parent_id == domain.parent_id, sa.func.lower(T.c.name) == name.lower(),
                     T.c.id != domain.id, T.c.removed.is_(None))).first()

@@ -41,12 +41,21 @@ def create_engine(url: str, basedir: str = ".") -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # The driver would only open a transaction at the first write, leaving the reads before it
+            # (a check that a name is free) outside the transaction; cloudd begins transactions itself.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys = ON")
             if not memory:
                 cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # A deferred BEGIN: reads run concurrently; a write after a read whose snapshot another writer
+            # has since changed fails with "database is locked", and the pool runs the function again.
+            conn.exec_driver_sql("BEGIN")
 
         return engine
     if url.startswith("mysql"):

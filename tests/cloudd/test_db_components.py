@@ -7,7 +7,10 @@ component call has fired by the time it returns.
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any, TypeVar
+from unittest import SkipTest
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -24,7 +27,7 @@ from cloudd.db.domains import Domain
 from cloudd.db.events import NewEvent
 from cloudd.db.jobs import FAILED, PENDING, SUCCEEDED, Job
 from cloudd.db.pool import DBThreadPool
-from tests.util.db import make_db
+from tests.util.db import make_db, test_db_url, using_server_db, wipe
 from tests.util.reactor import FakeReactor
 
 T = TypeVar("T")
@@ -797,6 +800,63 @@ class RealThreadsTests(SynchronousTestCase):
         self.assertEqual(db.pool.threadpool.max, 1)
         self.assertEqual(DBConnector("sqlite:////nowhere/x.sqlite", ".", _ThreadReactor(),  # type: ignore[arg-type]
                                      FakeReactor()).pool.threadpool.max, 5)
+
+
+class ConcurrentNamesTests(SynchronousTestCase):
+    """Concurrent creations of one name in one domain, each in its own transaction on its own thread:
+    exactly one wins, on a SQLite file and on the server database when CLOUDD_TEST_DB_URL names one."""
+
+    def race(self, url: str, basedir: str, attempts: int = 5) -> list[Any]:
+        db = DBConnector(url, basedir, _ThreadReactor(), FakeReactor())  # type: ignore[arg-type]
+        migrate.upgrade(db.engine)
+        db.pool.do_sync(lambda conn: bootstrap.thd_bootstrap(db, conn, basedir))
+        root = db.pool.do_sync(lambda conn: conn.execute(
+            sa.select(model.domains.c.id).where(model.domains.c.parent_id.is_(None))).scalar_one())
+        role = db.pool.do_sync(lambda conn: conn.execute(
+            sa.select(model.roles.c.id).where(model.roles.c.role_type == "User")).scalar_one())
+        db.pool.threadpool.adjustPoolsize(attempts, attempts)
+        db.pool.start()
+        barrier = threading.Barrier(attempts, timeout=10)
+        local = threading.local()
+        outcomes: list[Any] = []
+
+        def thd(conn: Connection) -> int:
+            if not getattr(local, "waited", False):  # retries after a lock conflict do not wait again
+                local.waited = True
+                conn.execute(sa.select(sa.literal(1)))
+                barrier.wait()
+            return db.accounts.thd_create_account(conn, name="same", account_type=0, role_id=role, domain_id=root)
+
+        for _ in range(attempts):
+            db.pool.do(thd).addCallbacks(outcomes.append, lambda f: outcomes.append(f.value))
+        db.pool.stop()  # joins the workers
+        engine = sa.create_engine(db.engine.url)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(sa.func.count()).select_from(model.accounts).where(
+                model.accounts.c.name == "same")).scalar_one()
+        engine.dispose()
+        self.assertEqual(rows, 1, outcomes)
+        return outcomes
+
+    def check(self, outcomes: list[Any]) -> None:
+        self.assertEqual(len([o for o in outcomes if isinstance(o, int)]), 1, outcomes)
+        self.assertEqual(len([o for o in outcomes if isinstance(o, Conflict)]), len(outcomes) - 1, outcomes)
+
+    def test_sqlite_file(self) -> None:
+        """On a SQLite file, concurrent writers are serialised by SQLite and retried by the pool."""
+        basedir = self.mktemp()
+        os.makedirs(basedir)
+        self.check(self.race("sqlite:///%(basedir)s/race.sqlite", basedir))
+
+    def test_server_database(self) -> None:
+        """On MariaDB/MySQL the domain's row is locked while the name is checked and taken."""
+        if not using_server_db():
+            raise SkipTest("CLOUDD_TEST_DB_URL names no server database")
+        url = test_db_url()
+        wipe(url)
+        basedir = self.mktemp()
+        os.makedirs(basedir)
+        self.check(self.race(url, basedir))
 
 
 class PoolTests(DBTestCase):
