@@ -29,7 +29,7 @@ from cloudd.api.results import Prepared, Result, SuccessResult
 from cloudd.web.accesslog import redact_uri
 from cloudd.web.signing import sign
 from tests.util.cloud import Cloud, Response, make_cloud
-from tests.util.daemon import CloudDaemon, http
+from tests.util.daemon import CloudDaemon, free_port, http
 from tests.util.tenants import (
     fast_hashing,
     iso,
@@ -685,6 +685,29 @@ class RealProcessTests(SynchronousTestCase):
         d.stop()
         self.start(d)
         self.assertEqual(self.listening(d), ({d.port}, set()))
+
+    def test_enabled_integration_port(self) -> None:
+        """When an operator sets integration.api.port, after a restart that port (and only it, besides
+        the API's) listens on 127.0.0.1, and answers unsigned commands as the system account."""
+        if not os.path.exists("/proc/self/net/tcp"):
+            self.skipTest("needs Linux /proc")
+        d = self.start()
+        creds = d.credentials()
+        port = free_port()
+        p = v1_params("updateConfiguration", creds["apikey"], creds["secretkey"], name="integration.api.port",
+                      value=str(port))
+        self.assertEqual(http(d.endpoint + "?" + urllib.parse.urlencode(p)).status, 200)
+        d.stop()
+        self.start(d)
+        self.assertEqual(self.listening(d), ({d.port, port}, set()))
+        r = http(f"http://127.0.0.1:{port}/client/api?command=listAccounts&name=system&response=json")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.inner()["account"][0]["name"], "system")
+        r = http(f"http://127.0.0.1:{port}/client/api?command=createDomain&name=via-integration&response=json")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.inner()["domain"]["name"], "via-integration")
+        # the main endpoint still wants a signature
+        self.assertEqual(http(d.endpoint + "?command=listAccounts&response=json").status, 401)
 
     @staticmethod
     def listening(d: CloudDaemon) -> tuple[set[int], set[int]]:
