@@ -31,7 +31,7 @@ from cloudd.db.enginestrategy import create_engine
 from cloudd.jobs.runner import JobRunner
 from cloudd.service import CloudManager, endpoint_from, make_cloud_manager
 from cloudd.web.resource import ApiResource
-from tests.util.appliance import twistd_argv, twistd_env
+from tests.util.daemon import twistd_argv, twistd_env
 from tests.util.db import test_db_url, using_server_db, wipe
 from tests.util.reactor import NonThreadPool
 

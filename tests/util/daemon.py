@@ -57,48 +57,55 @@ def http(url: str, data: bytes | None = None, headers: dict[str, str] | None = N
                           err.headers.get_all("Set-Cookie") or [])
 
 
-class CloudDaemon:
-    """`twistd -n cloudd` in a child process."""
+def twistd_argv(*args: str) -> list[str]:
+    """A `twistd` command line run by this interpreter (the plugins are found through PYTHONPATH)."""
+    return [sys.executable, "-c",
+            "import sys; from twisted.scripts.twistd import run; sys.argv = ['twistd'] + sys.argv[1:]; run()",
+            *args]
 
-    def __init__(self, basedir: str, db_url: str | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+
+def twistd_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+class TwistdProcess:
+    """`twistd -n <name> ...` in a child process with its own base directory and log file, on a free
+    loopback port; `start` returns once the port accepts connections."""
+
+    def __init__(self, name: str, basedir: str, env: dict[str, str] | None = None) -> None:
+        self.name = name
         self.basedir = os.path.abspath(basedir)
         self.port = free_port()
-        self.db_url = db_url
-        self.extra_args = extra_args or []
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = os.path.join(self.basedir, "twistd.log")
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/client/api"
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def plugin_args(self) -> list[str]:
+        """The arguments after the plugin name."""
+        return []
 
     def start(self, timeout: float = 60) -> None:
         os.makedirs(self.basedir, exist_ok=True)
-        args = [sys.executable, "-c",
-                "import sys; from twisted.scripts.twistd import run; "
-                "sys.argv = ['twistd'] + sys.argv[1:]; run()",
-                "-n", "--pidfile=", "--logfile", self.log_path, "cloudd", "--basedir", self.basedir,
-                "--listen", f"tcp:{self.port}:interface=127.0.0.1", *self.extra_args]
-        if self.db_url:
-            args += ["--db-url", self.db_url]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        env.update(self.env)
-        self.proc = subprocess.Popen(args, cwd=self.basedir, env=env, stdout=subprocess.DEVNULL,
+        argv = twistd_argv("-n", "--pidfile=", "--logfile", self.log_path, self.name, *self.plugin_args())
+        self.proc = subprocess.Popen(argv, cwd=self.basedir, env=twistd_env(self.env), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"cloudd exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
             except OSError:
-                time.sleep(0.1)  # noqa: TID251 (polling a real process from a test)
+                time.sleep(0.05)  # polling a real process from a test
         self.stop()
-        raise RuntimeError(f"cloudd did not start listening:\n{self.log()}")
+        raise RuntimeError(f"{self.name} did not start listening:\n{self.log()}")
 
     def log(self) -> str:
         try:
@@ -106,11 +113,6 @@ class CloudDaemon:
                 return f.read()
         except FileNotFoundError:
             return ""
-
-    def credentials(self) -> dict[str, str]:
-        with open(os.path.join(self.basedir, "admin-credentials.json")) as f:
-            data: dict[str, str] = json.load(f)
-        return data
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
         if self.proc is None:
@@ -129,3 +131,28 @@ class CloudDaemon:
     def kill(self) -> None:
         """kill -9, as a crash would."""
         self.stop(signal.SIGKILL)
+
+
+class CloudDaemon(TwistdProcess):
+    """`twistd -n cloudd` in a child process."""
+
+    def __init__(self, basedir: str, db_url: str | None = None, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        super().__init__("cloudd", basedir, env)
+        self.db_url = db_url
+        self.extra_args = extra_args or []
+
+    @property
+    def endpoint(self) -> str:
+        return self.url("/client/api")
+
+    def plugin_args(self) -> list[str]:
+        args = ["--basedir", self.basedir, "--listen", f"tcp:{self.port}:interface=127.0.0.1", *self.extra_args]
+        if self.db_url:
+            args += ["--db-url", self.db_url]
+        return args
+
+    def credentials(self) -> dict[str, str]:
+        with open(os.path.join(self.basedir, "admin-credentials.json")) as f:
+            data: dict[str, str] = json.load(f)
+        return data
