@@ -11,8 +11,6 @@ import os
 import sqlite3
 import stat
 import subprocess
-from collections.abc import Callable
-from typing import Any
 
 import sqlalchemy as sa
 from twisted.internet.defer import Deferred
@@ -33,23 +31,17 @@ from cloudd.service import CloudManager, endpoint_from, make_cloud_manager
 from cloudd.web.resource import ApiResource
 from tests.util.daemon import twistd_argv, twistd_env
 from tests.util.db import test_db_url, using_server_db, wipe
-from tests.util.reactor import NonThreadPool
+from tests.util.reactor import NonThreadPool, SynchronousThreads
 
 EPOCH = 1_760_000_000
 
 
-class ServiceReactor(MemoryReactorClock):
+class ServiceReactor(SynchronousThreads, MemoryReactorClock):
     """A memory reactor whose thread pool runs work at once, enough to start the whole service tree."""
 
     def __init__(self) -> None:
         super().__init__()
         self.pool = NonThreadPool()
-
-    def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:  # noqa: N802
-        f(*args, **kw)
-
-    def getThreadPool(self) -> NonThreadPool:  # noqa: N802
-        return self.pool
 
 
 class OptionsTests(SynchronousTestCase):

@@ -31,18 +31,24 @@ class NonThreadPool:
         pass
 
 
-class FakeReactor(Clock):
-    """Clock + callFromThread (immediate) + no-op threadpool, enough for the DB pool and services."""
+class SynchronousThreads:
+    """Reactor threading that runs at once on the calling thread: callFromThread and a NonThreadPool."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.pool = NonThreadPool()
+    pool: NonThreadPool
 
     def callFromThread(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:  # noqa: N802
         f(*args, **kw)
 
     def getThreadPool(self) -> NonThreadPool:  # noqa: N802
         return self.pool
+
+
+class FakeReactor(SynchronousThreads, Clock):
+    """Clock + synchronous threads, enough for the DB pool and services."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = NonThreadPool()
 
     def callWhenRunning(self, f: Callable[..., Any], *args: Any, **kw: Any) -> None:  # noqa: N802
         f(*args, **kw)
