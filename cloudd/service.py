@@ -82,6 +82,7 @@ class CloudManager(MultiService):
         self.auth = Authenticator(self.api, reactor, self.cpu_pool)
         self.jobs = JobRunner(self.api, ms_uuid)
         self.ready: Deferred[None] = Deferred()
+        self._system_user_id: int | None = None
 
     def _blocking(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
         return deferToThreadPool(self.reactor, self.cpu_pool, fn, *args)
@@ -138,10 +139,12 @@ class CloudManager(MultiService):
                       path=os.path.join(self.basedir, bootstrap.CREDENTIALS_FILE))
 
     async def _system_caller(self) -> Caller:
-        """The integration port acts as the built-in system user."""
-        _, users = await self.db.accounts.list_users(Scope(), username="system")
-        system = next(u for u in users if u.is_default and u.account.name == "system")
-        return Caller(system)
+        """The integration port acts as the built-in system user (found once, then read by id, so a
+        change to it, such as disabling it, is seen at once)."""
+        if self._system_user_id is None:
+            _, users = await self.db.accounts.list_users(Scope(), username="system")
+            self._system_user_id = next(u.id for u in users if u.is_default and u.account.name == "system")
+        return Caller(await self.db.accounts.get_user(self._system_user_id))
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)
         return Deferred.fromCoroutine(self._stop())

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cloudd.api.context import RANK, Caller
-from cloudd.api.errors import ApiError, invalid_value, param_error, permission_denied
+from cloudd.api.errors import ApiError, invalid_value, param_error, permission_denied, unsupported
 from cloudd.db.base import NotFound, Scope
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ def permitted(role_type: str, is_root: bool, rules: Sequence[tuple[str, str]], c
 
 
 def not_available(api_name: str, caller: Caller) -> ApiError:
-    from cloudd.api.errors import unsupported
-
     return unsupported(f"The API [{api_name}] does not exist or is not available for the account "
                        f"{caller.account.name}.")
 

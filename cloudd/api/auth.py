@@ -11,6 +11,7 @@ is set.
 from __future__ import annotations
 
 import base64
+import hmac
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -203,6 +204,4 @@ class Authenticator:
 
 
 def _same(a: str, b: str) -> bool:
-    import hmac
-
     return hmac.compare_digest(a.encode(), b.encode())

@@ -60,12 +60,15 @@ async def update_configuration(ctx: CallContext) -> Result:
         raise invalid_value(f"Configuration {ctx.get('name')} does not exist")
     value = ctx.get("value")
     if value is None:
-        value = setting.default
-    try:
-        parse_value(setting, value)
-    except InvalidSettingValue as exc:
-        raise invalid_value(str(exc)) from None
-    await ctx.api.db.configuration.set(setting.name, value)
-    ctx.api.settings.set(setting.name, value)
+        # no value: back to the default, which then follows the code's default if it changes
+        await ctx.api.db.configuration.reset(setting.name)
+        ctx.api.settings.set(setting.name, setting.default)
+    else:
+        try:
+            parse_value(setting, value)
+        except InvalidSettingValue as exc:
+            raise invalid_value(str(exc)) from None
+        await ctx.api.db.configuration.set(setting.name, value)
+        ctx.api.settings.set(setting.name, value)
     ctx.extras["event"] = EventInfo(f"Value of {setting.name} changed", "Configuration", None, setting.name)
     return ObjectResult("configuration", config_view(setting, ctx.api.settings.raw(setting.name)))

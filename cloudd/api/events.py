@@ -13,13 +13,8 @@ from cloudd.api.views import event_view
 P = Param
 EVENT = doc("event", *EVENT_FIELDS)
 
-# Event types recorded outside command declarations.
-EXTRA_EVENT_TYPES = ("USER.LOGIN", "USER.LOGOUT")
-
-
 def event_types(registry: Registry) -> list[str]:
-    types = {c.event for c in registry if c.event}
-    return sorted(types | set(EXTRA_EVENT_TYPES))
+    return sorted({c.event for c in registry if c.event})
 
 
 @command("listEvents", description="A command to list events.", roles=ALL, response=EVENT, listing=True, owned=True,

@@ -10,7 +10,7 @@ from cloudd.api.registry import ADMINS, ROLE_TYPES, ROOT, Param, command
 from cloudd.api.results import ListResult, ObjectResult, Result, SuccessResult
 from cloudd.api.service import EventInfo
 from cloudd.api.views import role_permission_view, role_view
-from cloudd.db.base import NotFound
+from cloudd.db.base import Conflict, NotFound
 from cloudd.db.roles import Role
 
 P = Param
@@ -153,8 +153,6 @@ async def update_role_permission(ctx: CallContext) -> Result:
     role = await role_by_id(ctx, "roleid")
     db = ctx.api.db
     if ctx.get("ruleorder") is not None:
-        from cloudd.db.base import Conflict
-
         try:
             await db.roles.reorder_rules(role, ctx.get("ruleorder"))
         except Conflict as exc:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from cloudd.db import model
+
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
@@ -58,8 +60,6 @@ def thd_lock_domain(conn: Any, domain_id: int | None) -> None:
     in that domain (accounts, users, sub-domains) run one after another on MariaDB/MySQL. SQLite
     serialises writers by itself and renders no FOR UPDATE."""
     if domain_id is not None:
-        from cloudd.db import model
-
         conn.execute(sa.select(model.domains.c.id).where(model.domains.c.id == domain_id).with_for_update())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -203,15 +204,10 @@ class JobsComponent(DBComponent):
             orphan_filter = sa.and_(J.c.status == PENDING, sa.or_(J.c.msid.in_(dead), J.c.msid.is_(None)))
             jobs = [_job(r._mapping) for r in conn.execute(_select().where(orphan_filter))]
             if jobs:
-                result = '{"errorcode":530,"errortext":' + _json_str(text) + "}"
+                result = json.dumps({"errorcode": 530, "errortext": text}, ensure_ascii=False)
                 conn.execute(J.update().where(J.c.id.in_([j.id for j in jobs]), J.c.status == PENDING).values(
                     status=FAILED, result_code=530, result=result, completed=self.now()))
             return jobs
 
         return self.pool.do(thd)
 
-
-def _json_str(text: str) -> str:
-    import json
-
-    return json.dumps(text, ensure_ascii=False)

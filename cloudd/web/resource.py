@@ -25,6 +25,7 @@ from cloudd.api.auth import Authenticator
 from cloudd.api.context import Caller
 from cloudd.api.errors import ApiError, param_error, unauthorized
 from cloudd.api.service import Answer, ApiService
+from cloudd.db.base import NotFound
 from cloudd.web.render import XML_CONTENT_TYPE, render_json, render_xml
 from cloudd.web.wire import (
     DuplicateParameter,
@@ -225,8 +226,6 @@ class ApiResource(Resource):
         assert username is not None and password is not None
         domain_id = param_ci(params, "domainid")
         db = self.api.db
-        from cloudd.db.base import NotFound
-
         try:
             if domain_id:
                 domain = await db.domains.get_by_uuid(domain_id)
