@@ -146,17 +146,24 @@ class DaemonCase(SynchronousTestCase):
 
 # --- signing, as the Java server computes it (spec §2.2 reference) -----------------------------
 
-def java_encode(value: str) -> str:
+def form_encode(value: str, safe: str) -> str:
+    """Form-encode `value` byte by byte: ASCII letters, digits and `safe` kept, space as `+`, the rest
+    `%XX` (upper-case hex) — the shape of both Java's URLEncoder and Go's QueryEscape."""
     out = []
     for b in value.encode("utf-8"):
         c = chr(b)
-        if (b < 128 and c.isalnum()) or c in ".-*_":
+        if (b < 128 and c.isalnum()) or c in safe:
             out.append(c)
         elif c == " ":
             out.append("+")
         else:
             out.append(f"%{b:02X}")
     return "".join(out)
+
+
+def java_encode(value: str) -> str:
+    """Java's URLEncoder.encode(value, "UTF-8")."""
+    return form_encode(value, ".-*_")
 
 
 def java_signature(params: Mapping[str, str], secret: str) -> str:
@@ -177,16 +184,7 @@ def signed_v1(command: str, api_key: str, secret: str, **params: str) -> dict[st
 
 def go_query_escape(value: str) -> str:
     """Go's url.QueryEscape: keeps A-Z a-z 0-9 - _ . ~, space becomes +, the rest %XX."""
-    out = []
-    for b in value.encode("utf-8"):
-        c = chr(b)
-        if (b < 128 and c.isalnum()) or c in "-_.~":
-            out.append(c)
-        elif c == " ":
-            out.append("+")
-        else:
-            out.append(f"%{b:02X}")
-    return "".join(out)
+    return form_encode(value, "-_.~")
 
 
 def cmk_encode(params: Mapping[str, str]) -> str:
