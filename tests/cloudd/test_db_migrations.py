@@ -388,6 +388,9 @@ class DaemonStartTests(SynchronousTestCase):
         self.assertEqual(creds["endpoint"], daemon.endpoint)
         self.assertNotIn(creds["secretkey"], daemon.log())
         self.assertNotIn(creds["password"], daemon.log())
+        self.assertNotIn(creds["apikey"], daemon.log())
+        # the start announces where the endpoint and the credentials are
+        self.assertIn(f"cloudd API endpoint {daemon.endpoint}; admin credentials in {creds_path}", daemon.log())
         engine = create_engine("sqlite:///%(basedir)s/cloudd.sqlite", self.basedir)
         self.addCleanup(engine.dispose)
         self.assertTrue(migrate.is_current(engine))
