@@ -9,3 +9,5 @@ warnings.simplefilter("error")
 # Third-party modules that warn at import time on this Python; not ours to fix.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(pymysql|libcloud|cs|scapy)(\..*)?")
 warnings.filterwarnings("ignore", category=ResourceWarning)
+# twisted.web.static builds a deprecated resource at import time (Twisted's own code).
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"twisted\.web\.static")
