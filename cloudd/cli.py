@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 
 from twisted.python import usage
 
+from cloudd.pki import CertificateAuthority, pki_directory
 from cloudd.tap import DEFAULT_DB_URL
 
 
@@ -17,8 +19,32 @@ class UpgradeOptions(usage.Options):
     ]
 
 
+class ApplianceCertOptions(usage.Options):
+    optParameters = [
+        ["basedir", "d", "cloudd-data", "Base directory (the authority lives in <basedir>/pki)."],
+        ["name", None, None, "The appliance's name, e.g. ssvm-1."],
+        ["out", "o", None, "Folder to write key.pem, cert.pem and ca.pem into."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["hosts"] = []
+
+    def opt_host(self, host: str) -> None:
+        """A host name or address cloudd reaches the appliance by (repeatable)."""
+        self["hosts"].append(host)
+
+    def postOptions(self) -> None:  # noqa: N802 (Twisted API)
+        if not self["name"] or not self["out"] or not self["hosts"]:
+            raise usage.UsageError("--name, --out and at least one --host are needed")
+
+
 class Options(usage.Options):
-    subCommands = [["upgrade-db", None, UpgradeOptions, "Create or upgrade the database schema."]]
+    subCommands = [
+        ["upgrade-db", None, UpgradeOptions, "Create or upgrade the database schema."],
+        ["appliance-cert", None, ApplianceCertOptions,
+         "Issue an appliance's control-channel key and certificate from cloudd's authority."],
+    ]
 
     def postOptions(self) -> None:  # noqa: N802 (Twisted API)
         if self.subCommand is None:
@@ -39,6 +65,13 @@ def upgrade_db(basedir: str, db_url: str) -> str:
     return redact_url(expand_url(db_url, basedir))
 
 
+def issue_appliance_cert(basedir: str, name: str, hosts: list[str], out: str) -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    authority = CertificateAuthority.load_or_create(pki_directory(basedir), now)
+    authority.issue_appliance(name, hosts, now).write(os.path.abspath(out))
+    return os.path.abspath(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     options = Options()
     try:
@@ -51,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         basedir = os.path.abspath(sub["basedir"])
         where = upgrade_db(basedir, sub["db-url"])
         print(f"cloudd: the schema of {where} is current")
+    elif options.subCommand == "appliance-cert":
+        out = issue_appliance_cert(os.path.abspath(sub["basedir"]), sub["name"], sub["hosts"], sub["out"])
+        print(f"cloudd: wrote key.pem, cert.pem and ca.pem for {sub['name']} to {out}")
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Clients of the appliances' control APIs (JSON over mutually authenticated TLS)."""
