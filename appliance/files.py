@@ -22,9 +22,10 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` with `data`: write a temporary sibling with `mode`, fsync it, rename it over
-    `path` and fsync the directory so the rename itself survives a crash."""
+def atomic_write(path: str, data: bytes, mode: int = 0o600, sync_directory: bool = True) -> None:
+    """Replace `path` with `data`: write a temporary sibling with `mode`, fsync it and rename it over
+    `path`. With `sync_directory` the directory is fsynced too, so the rename itself survives a
+    crash; without it a crash may bring back the previous complete file, never a torn one."""
     directory, name = os.path.split(os.path.abspath(path))
     temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -44,7 +45,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_directory(directory)
+    if sync_directory:
+        _fsync_directory(directory)
 
 
 def atomic_write_json(path: str, value: Any, mode: int = 0o600) -> None:

@@ -2,7 +2,7 @@
 
 Building (pycdlib) and every file operation run on the appliance's thread pool, never on the
 reactor thread. Each ISO is replaced atomically (`appliance.files.atomic_write`: temporary sibling,
-fsync, rename, fsync of the directory), mode 0600 because it may carry the VM's password. Requests
+fsync, rename; see `write_drive`), mode 0600 because it may carry the VM's password. Requests
 for one instance are served one at a time in arrival order, so the last request wins and a delete
 is never undone by an earlier, slower put. Temporaries left by a crash are removed before the first
 write. Nothing here logs the password, the user data or the vendor data.
@@ -35,6 +35,23 @@ def validate_instance_name(name: str) -> str:
         raise DriveError(f"instance name {quote(name)} must be 1 to 128 characters A-Z a-z 0-9 . _ - "
                          "starting with a letter or digit, without '..'")
     return name
+
+
+def write_drive(path: str, image: bytes) -> tuple[int, str]:
+    """Store `image` at `path` (new file, fsync, rename; mode 0600); answer its size and sha256.
+
+    The directory is not fsynced after the rename (`sync_directory=False`): the file is complete
+    on disk before it gets its name, so after a crash the name holds this drive or the previous
+    complete one, never a torn file, and a drive is rebuilt at every VM start anyway. That saves
+    a second fsync on every put.
+    """
+    atomic_write(path, image, mode=0o600, sync_directory=False)
+    return len(image), hashlib.sha256(image).hexdigest()
+
+
+def build_and_write(path: str, spec: DriveSpec) -> tuple[int, str]:
+    """Build `spec` and store it at `path` (`write_drive`): all a put does on the thread pool."""
+    return write_drive(path, build_iso(spec))
 
 
 class ConfigDriveStore:
@@ -95,15 +112,10 @@ class ConfigDriveStore:
             if not lock.locked and not lock.waiting and self._locks.get(instance_name) is lock:
                 del self._locks[instance_name]
 
-    def _build_and_write(self, path: str, spec: DriveSpec) -> tuple[int, str]:
-        image = build_iso(spec)
-        atomic_write(path, image, mode=0o600)
-        return len(image), hashlib.sha256(image).hexdigest()
-
     async def put(self, instance_name: str, spec: DriveSpec) -> dict[str, Any]:
         """Build `spec` and store it as the instance's drive, replacing any previous one."""
         validate_instance_name(instance_name)
-        size, sha256 = await self._serialised(instance_name, self._build_and_write,
+        size, sha256 = await self._serialised(instance_name, build_and_write,
                                               self._absolute(instance_name), spec)
         self.log.info("stored the config drive of {instance}: {size} bytes, sha256 {sha256}",
                       instance=instance_name, size=size, sha256=sha256)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -261,8 +262,9 @@ class DeterminismTests(IsoTestCase):
     def test_reuse_gives_identical_bytes(self) -> None:
         """Mastering into a kept image of the same shape gives exactly the bytes of a fresh build,
         drive after drive, and a kept image holds no drive's contents afterwards."""
-        iso_module._FRAMES.clear()
-        self.addCleanup(iso_module._FRAMES.clear)
+        for cache in (iso_module._FRAMES, iso_module._TEMPLATES):
+            cache.clear()
+            self.addCleanup(cache.clear)
         descriptions = []
         for index in range(5):
             description = typical()
@@ -279,8 +281,9 @@ class DeterminismTests(IsoTestCase):
 
     def test_shape_and_epoch_separate_frames(self) -> None:
         """Drives of different shapes, or built for another epoch, never share a kept image."""
-        iso_module._FRAMES.clear()
-        self.addCleanup(iso_module._FRAMES.clear)
+        for cache in (iso_module._FRAMES, iso_module._TEMPLATES):
+            cache.clear()
+            self.addCleanup(cache.clear)
         with_password = parse_drive(typical())
         without = parse_drive({**typical(), "password": None})
         for spec in (with_password, without, with_password):
@@ -334,3 +337,156 @@ class DeterminismTests(IsoTestCase):
         this_year = time.strftime("%Y").encode()
         for image in unpinned:
             self.assertEqual(image[16 * 2048 + 813: 16 * 2048 + 817], this_year)
+
+
+def random_description(rng: random.Random, index: int) -> dict[str, Any]:
+    """A valid drive description with random content, drawn from few enough shapes and sizes that
+    many drives share a layout (user data sizes near the sector boundaries included)."""
+    description = minimal()
+    description["uuid"] = f"9f1c2b7e-1111-4222-8333-{rng.randrange(16 ** 12):012x}"
+    description["hostname"] = "web" + "x" * rng.randrange(0, 40) + str(index)
+    if rng.random() < 0.8:
+        description["metadata"] = {"service-offering": rng.choice(["Small", "Medium instance"]),
+                                   "availability-zone": f"zone{rng.randrange(100)}",
+                                   "local-ipv4": f"10.1.{rng.randrange(256)}.{rng.randrange(256)}"}
+    keys = rng.randrange(0, 4)
+    if keys:
+        description["public_keys"] = [
+            f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5{'A' * rng.randrange(10, 60)} user{k}@host{index}"
+            for k in range(keys)]
+    size = rng.choice([None, 1, 2047, 2048, 2049, 4096, rng.randrange(1, 3 * 2048),
+                       rng.randrange(1, 3 * 2048)])
+    if size is not None:
+        description["user_data"] = b64(bytes(rng.randrange(256) for _ in range(size)))
+    if rng.random() < 0.6:
+        description["password"] = "".join(rng.choice("abcdefXYZ0123456789")
+                                          for _ in range(rng.randrange(6, 30)))
+        description["windows"] = rng.random() < 0.3
+    if rng.random() < 0.6:
+        description["network"] = {"nics": [{"mac": f"02:00:2e:8b:00:{rng.randrange(256):02x}",
+                                            "device_id": rng.randrange(4),
+                                            "ipv4": {"address": f"10.1.1.{rng.randrange(2, 250)}",
+                                                     "netmask": "255.255.255.0",
+                                                     "gateway": "10.1.1.1"}}],
+                                  "dns": ["10.1.1.1", "192.0.2.53"][:rng.randrange(1, 3)]}
+    return description
+
+
+def layout(tree: DriveTree) -> tuple[object, ...]:
+    return (iso_module._shape(tree, DRIVE_EPOCH), iso_module._sizes(tree))
+
+
+class TemplateTests(IsoTestCase):
+    """The fast path: a mastered image of the same layout refilled with another drive's files."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        for cache in (iso_module._FRAMES, iso_module._TEMPLATES):
+            cache.clear()
+            self.addCleanup(cache.clear)
+
+    def random_trees(self, count: int, seed: int) -> list[DriveTree]:
+        rng = random.Random(seed)
+        return [drive_files(parse_drive(random_description(rng, index))) for index in range(count)]
+
+    def test_fill_equals_fresh_build(self) -> None:
+        """For many random drives, refilling the template of another drive of the same layout
+        gives exactly the bytes pycdlib writes for the drive from scratch."""
+        trees = self.random_trees(160, seed=20240601)
+        groups: dict[tuple[object, ...], list[DriveTree]] = {}
+        for tree in trees:
+            groups.setdefault(layout(tree), []).append(tree)
+        filled = 0
+        for members in groups.values():
+            template = iso_module._Template.from_image(members[0], build_iso(members[0], reuse=False))
+            assert template is not None
+            for tree in members[1:] + members[:1]:
+                self.assertEqual(template.fill(tree), build_iso(tree, reuse=False))
+                filled += 1
+        self.assertGreater(filled - len(groups), 60)  # many drives really went through a template
+
+    def test_build_sequence_equals_fresh_builds(self) -> None:
+        """build_iso with reuse, over a random sequence of drives (layouts repeating, changing,
+        coming back), gives each drive's fresh bytes; most are served by templates."""
+        trees = self.random_trees(120, seed=7)
+        fills = []
+        original_fill = iso_module._Template.fill
+
+        def counting_fill(template: Any, tree: DriveTree) -> bytes:
+            fills.append(tree)
+            return original_fill(template, tree)
+
+        self.patch(iso_module._Template, "fill", counting_fill)
+        for tree in trees + trees[::-1]:
+            self.assertEqual(build_iso(tree), build_iso(tree, reuse=False))
+        self.assertGreater(len(fills), 120)
+
+    def test_template_keeps_no_contents(self) -> None:
+        """A template holds neither the password nor the user data nor any file's length; its
+        file sectors are not kept at all."""
+        password = "Zq7-very-secret-password"
+        user_data = os.urandom(3000)
+        tree = drive_files(parse_drive({**typical(), "password": password, "user_data": b64(user_data)}))
+        image = build_iso(tree)
+        [template] = iso_module._TEMPLATES._templates.values()
+        kept = b"".join(chunk for _, chunk in template.chunks)
+        self.assertNotIn(password.encode(), kept)
+        self.assertNotIn(user_data[:64], kept)
+        self.assertLess(len(kept), len(image) - len(user_data))
+        for fields in template.length_fields:
+            for offset in fields:
+                for start, chunk in template.chunks:
+                    if start <= offset < start + len(chunk):
+                        self.assertEqual(chunk[offset - start: offset - start + 8], bytes(8))
+
+    def test_every_file_sector_rewritten(self) -> None:
+        """A drive built from a template made from a drive with longer files carries nothing of
+        that drive: the tails of its sectors are zero, as in a fresh build."""
+        long = drive_files(parse_drive({**typical(), "password": "p" * 40, "user_data": b64(b"U" * 2000)}))
+        short = drive_files(parse_drive({**typical(), "password": "q" * 8, "user_data": b64(b"u" * 10)}))
+        self.assertEqual(layout(long), layout(short))
+        build_iso(long)
+        image = build_iso(short)
+        self.assertNotIn(b"p" * 9, image)
+        self.assertNotIn(b"U" * 11, image)
+        self.assertEqual(image, build_iso(short, reuse=False))
+
+    def test_guest_reads_filled_image(self) -> None:
+        """isoinfo and bsdtar read a drive made from a template exactly."""
+        require_isoinfo()
+        first = drive_files(parse_drive({**typical(), "windows": True}))
+        second = drive_files(parse_drive({**typical(), "windows": True, "hostname": "db7",
+                                          "password": "an0ther-pw", "user_data": b64(b"#!/bin/sh\n")}))
+        self.assertEqual(layout(first), layout(second))
+        build_iso(first)
+        self.assertIsNotNone(iso_module._TEMPLATES.get(layout(second)))  # type: ignore[arg-type]
+        path = self.iso_file(build_iso(second))
+        for drive_file in second.files:
+            self.assertEqual(isoinfo_read(path, f"/{drive_file.path}"), drive_file.data, drive_file.path)
+        self.assertEqual(isoinfo_files(path, "-J"), expected_listing(second))
+        extracted = read_all(extract(path, os.path.join(self.workdir, "x")))
+        self.assertEqual(extracted, {f.path: f.data for f in second.files})
+
+    def test_mismatched_image_refused(self) -> None:
+        """An image that does not hold exactly the tree's files makes no template."""
+        tree = drive_files(parse_drive(typical()))
+        other = drive_files(parse_drive({**typical(), "password": None}))
+        self.assertIsNone(iso_module._Template.from_image(other, build_iso(tree, reuse=False)))
+        self.assertIsNone(iso_module._Template.from_image(tree, build_iso(other, reuse=False)))
+        self.assertIsNone(iso_module._Template.from_image(tree, b"\0" * (40 * 2048)))
+
+    def test_cache_bounded(self) -> None:
+        """The template cache keeps at most its number of templates and bytes, newest first."""
+        cache = iso_module._TemplateCache(max_templates=3, max_bytes=200 * 2048)
+        tree = drive_files(parse_drive(typical()))
+        template = iso_module._Template.from_image(tree, build_iso(tree, reuse=False))
+        assert template is not None
+        for index in range(5):
+            cache.put(((index,), ()), template)
+        self.assertEqual(list(cache._templates), [((2,), ()), ((3,), ()), ((4,), ())])
+        self.assertIsNone(cache.get(((0,), ())))
+        small = iso_module._TemplateCache(max_templates=3, max_bytes=template.kept_bytes * 2 - 1)
+        for index in range(3):
+            small.put(((index,), ()), template)
+        self.assertEqual(list(small._templates), [((2,), ())])
+        self.assertLessEqual(small._bytes, small.max_bytes)

@@ -14,9 +14,10 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from appliance import files
 from ssvm.configdrive.content import DriveSpec, parse_drive
 from ssvm.configdrive.iso import build_iso
-from ssvm.configdrive.store import ConfigDriveStore, validate_instance_name
+from ssvm.configdrive.store import ConfigDriveStore, build_and_write, validate_instance_name
 from ssvm.configdrive.validation import MAX_DRIVE_SIZE, DriveError, DriveTooLarge
 from tests.ssvm.configdrive_helpers import minimal, typical
 from tests.util.reactor import FakeReactor
@@ -164,6 +165,39 @@ class StoreTests(TestCase):
                 f.write(b"x")
         await self.store.put("i-2-15-VM", parse_drive(minimal()))
         self.assertEqual(sorted(os.listdir(directory)), ["i-2-15-VM.iso", "i-9-9-VM.iso"])
+
+
+class WriteTests(SynchronousTestCase):
+    def test_file_synced_directory_not(self) -> None:
+        """build_and_write fsyncs the new file before renaming it into place, and (for speed) not
+        the directory: a crash may bring back the previous complete drive, never a torn one."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        synced: list[str] = []
+        renamed: list[str] = []
+        real_fsync, real_replace = os.fsync, os.replace
+
+        def fsync(fd: int) -> None:
+            synced.append("directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+            real_fsync(fd)
+
+        def replace(source: str, target: str) -> None:
+            renamed.append(f"after {len(synced)} fsync(s)")
+            real_replace(source, target)
+
+        self.patch(files.os, "fsync", fsync)
+        self.patch(files.os, "replace", replace)
+        drive = spec()
+        path = os.path.join(directory, "i-2-15-VM.iso")
+        size, sha256 = build_and_write(path, drive)
+        image = build_iso(drive)
+        self.assertEqual((size, sha256), (len(image), hashlib.sha256(image).hexdigest()))
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), image)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertEqual(synced, ["file"])
+        self.assertEqual(renamed, ["after 1 fsync(s)"])
+        self.assertEqual(os.listdir(directory), ["i-2-15-VM.iso"])
 
 
 class SynchronousPoolTests(SynchronousTestCase):
