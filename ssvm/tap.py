@@ -2,17 +2,61 @@
 
 from __future__ import annotations
 
+import os
+
 from twisted.application.service import IService
 from twisted.python import usage
+
+from appliance.tls import TlsMaterial, TlsMaterialError
+from ssvm.config import Config, ConfigError, load_config
 
 
 class Options(usage.Options):
     optParameters = [
-        ["control-listen", None, "tcp:3923:interface=127.0.0.1", "Endpoint of the control API."],
+        ["basedir", "d", "ssvm-data", "Base directory: state, keys, and the store unless --store is given."],
+        ["store", None, None, "Image store mount point (default: <basedir>/store)."],
+        ["tls-dir", None, None, "Folder with key.pem, cert.pem and ca.pem issued by cloudd "
+                                "(default: <basedir>/tls)."],
+        ["control-listen", None, "tcp:3923:interface=127.0.0.1", "Endpoint of the control API (TLS is added)."],
+        ["public-listen", None, "tcp:3924:interface=127.0.0.1", "Endpoint serving signed image URLs."],
+        ["public-url", None, None, "Base URL of the image endpoint as hosts reach it "
+                                   "(default: http://127.0.0.1:<public port>)."],
+        ["config", "c", None, "Settings file (TOML)."],
     ]
+
+    def postOptions(self) -> None:  # noqa: N802 (Twisted API)
+        self["basedir"] = os.path.abspath(self["basedir"])
+        self["store"] = os.path.abspath(self["store"] or os.path.join(self["basedir"], "store"))
+        self["tls-dir"] = os.path.abspath(self["tls-dir"] or os.path.join(self["basedir"], "tls"))
+        if self["public-url"] is None:
+            parts = self["public-listen"].split(":")
+            port = parts[1] if len(parts) > 1 and parts[0] in ("tcp", "ssl") else "3924"
+            scheme = "https" if parts[0] == "ssl" else "http"
+            self["public-url"] = f"{scheme}://127.0.0.1:{port}"
+        try:
+            self["tls"] = TlsMaterial.from_directory(self["tls-dir"])
+        except TlsMaterialError as exc:
+            raise usage.UsageError(f"{exc} (issue the appliance's files with `cloudd appliance-cert`)") from None
+        self["settings"] = Config()
+        if self["config"]:
+            try:
+                with open(self["config"]) as f:
+                    self["settings"] = load_config(f.read())
+            except OSError as exc:
+                raise usage.UsageError(f"cannot read {self['config']}: {exc.strerror}") from None
+            except ConfigError as exc:
+                raise usage.UsageError(str(exc)) from None
 
 
 def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
-    from ssvm.service import StorageService
+    from twisted.internet import reactor
 
-    return StorageService(options["control-listen"])
+    from ssvm.service import StorageService
+    from ssvm.urls import load_or_create_key
+
+    os.makedirs(options["basedir"], mode=0o700, exist_ok=True)
+    key = load_or_create_key(os.path.join(options["basedir"], "url-signing.key"))
+    return StorageService(
+        reactor=reactor, store_root=options["store"], state_dir=os.path.join(options["basedir"], "state"),
+        tls=options["tls"], control_listen=options["control-listen"], public_listen=options["public-listen"],
+        public_url=options["public-url"], config=options["settings"], url_key=key)

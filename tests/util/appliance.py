@@ -4,6 +4,7 @@ appliance's entry point passes (each appliance's test_tap.py binds them to its o
 from __future__ import annotations
 
 import json
+import os
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -11,7 +12,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.python import usage
 from twisted.web.test.requesthelper import DummyRequest
 
-from tests.util.daemon import TwistdProcess, http
+from tests.util.daemon import TwistdProcess, free_port, http
 
 
 class Appliance(TwistdProcess):
@@ -88,3 +89,66 @@ class ApplianceTapTests:
         self.assertEqual(http(app.url("/nothing"), timeout=10).status, 404)
         self.assertIsNotNone(app.stop())
         self.assertIn("Server Shut Down", app.log())
+
+
+class StorageAppliance(TwistdProcess):
+    """`twistd -n ssvm` with control-channel files issued by a test authority (for 127.0.0.1), a
+    settings file, and its control and image listeners on free loopback ports. `client_dir` holds
+    cloudd's client files from the same authority (key.pem, cert.pem, ca.pem), for curl or the
+    Twisted client."""
+
+    def __init__(self, basedir: str, settings: str = "", env: dict[str, str] | None = None) -> None:
+        import datetime
+
+        from cloudd.pki import CertificateAuthority
+
+        super().__init__("ssvm", basedir, env)
+        self.public_port = free_port()
+        os.makedirs(self.basedir, exist_ok=True)
+        now = datetime.datetime.now(datetime.UTC)
+        self.authority = CertificateAuthority.load_or_create(os.path.join(self.basedir, "pki"), now)
+        self.tls_dir = os.path.join(self.basedir, "tls")
+        self.client_dir = os.path.join(self.basedir, "client")
+        if not os.path.exists(self.tls_dir):
+            self.authority.issue_appliance("ssvm", ["127.0.0.1"], now).write(self.tls_dir)
+            self.authority.issue_client("cloudd", now).write(self.client_dir)
+        self.settings_path = os.path.join(self.basedir, "ssvm.toml")
+        with open(self.settings_path, "w") as f:
+            f.write(settings)
+
+    @property
+    def store(self) -> str:
+        return os.path.join(self.basedir, "store")
+
+    @property
+    def control_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        return f"http://127.0.0.1:{self.public_port}"
+
+    def plugin_args(self) -> list[str]:
+        return ["--basedir", self.basedir, "--tls-dir", self.tls_dir, "--config", self.settings_path,
+                "--control-listen", f"tcp:{self.port}:interface=127.0.0.1",
+                "--public-listen", f"tcp:{self.public_port}:interface=127.0.0.1"]
+
+    def curl(self, method: str, path: str, body: Any = None, cert_dir: str | None = "client",
+             extra: list[str] | None = None) -> tuple[int, int | None, bytes]:
+        """One control request with curl; `cert_dir` names the client files (None: no certificate).
+        Returns curl's exit code, the HTTP status (None when there was no answer) and the body."""
+        import subprocess
+
+        argv = ["curl", "-sS", "--max-time", "30", "--cacert", os.path.join(self.tls_dir, "ca.pem"),
+                "-X", method, "-o", "-", "-w", "\n%{http_code}"]
+        if cert_dir is not None:
+            folder = cert_dir if os.path.isabs(cert_dir) else os.path.join(self.basedir, cert_dir)
+            argv += ["--cert", os.path.join(folder, "cert.pem"), "--key", os.path.join(folder, "key.pem")]
+        if body is not None:
+            argv += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+        argv += list(extra or []) + [self.control_url + path]
+        done = subprocess.run(argv, input=None if body is None else json.dumps(body).encode(),
+                              capture_output=True, timeout=60)
+        body_bytes, _, status = done.stdout.rpartition(b"\n")
+        code = int(status) if status.strip().isdigit() and int(status) else None
+        return done.returncode, code, body_bytes
