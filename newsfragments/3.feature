@@ -1,0 +1,1 @@
+The secondary-storage appliance builds config drive ISOs for cloud-init and cloudbase-init guests, downloads templates and ISOs safely with checksums and resume, and serves stored images through signed URLs, all driven over mutually authenticated TLS.
