@@ -90,12 +90,31 @@ class BoundedRequest(Request):
             super().requestReceived(command, path, version)
 
 
+class _WithoutQuery:
+    """A request seen by the access log without its query string."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self.uri = request.path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+def path_only_log_formatter(timestamp: str, request: Request) -> str:
+    """The combined access-log line with the path alone: query strings may carry signatures or
+    tokens, which never reach a log."""
+    line: str = http.combinedLogFormatter(timestamp, _WithoutQuery(request))
+    return line
+
+
 class ControlSite(Site):
     """A site of bounded requests; `max_body` is the largest request body accepted."""
 
     requestFactory = BoundedRequest  # noqa: N815 (Twisted API)
 
     def __init__(self, resource: Resource, max_body: int = DEFAULT_MAX_BODY, **kwargs: Any) -> None:
+        kwargs.setdefault("logFormatter", path_only_log_formatter)
         super().__init__(resource, **kwargs)
         self.max_body = max_body
 

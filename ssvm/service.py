@@ -20,7 +20,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from appliance.tls import TlsMaterial, server_options
-from appliance.web import ControlSite
+from appliance.web import ControlSite, path_only_log_formatter
 from ssvm.config import Config
 from ssvm.configdrive.store import ConfigDriveStore
 from ssvm.download.manager import DownloadManager
@@ -93,7 +93,7 @@ class StorageService(MultiService):
 
         root = Resource()
         root.putChild(b"images", ImageResource(self.store_root, self.signer))
-        public_site = Site(root)
+        public_site = Site(root, logFormatter=path_only_log_formatter)
         public_site.displayTracebacks = False
         public = StreamServerEndpointService(
             endpoints.serverFromString(self.reactor, self.public_listen), public_site)

@@ -252,6 +252,9 @@ class DownloadProcessTests(TestCase):
             got = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", bad],
                                  capture_output=True, timeout=30)
             self.assertIn(got.stdout, (b"403", b"404"), bad)
+        signature = url.rsplit("signature=", 1)[1]
+        self.assertIn("/images/template/tmpl/2/205/", app.log())
+        self.assertNotIn(signature, app.log())
         time.sleep(2.5)  # let the two-second URL expire
         got = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url],
                              capture_output=True, timeout=30)
