@@ -97,11 +97,17 @@ class RoutingTests(SynchronousTestCase):
 
 
 class BodyLimitTests(SynchronousTestCase):
+    def tearDown(self) -> None:
+        from twisted.internet import reactor
+
+        self.assertEqual(reactor.getDelayedCalls(), [])  # type: ignore[attr-defined]
+
     def channel(self, limit: int) -> tuple[Any, StringTransport]:
         async def echo(request: Request) -> Any:
             return read_json(request)
 
-        site = ControlSite(JsonApi([route("POST", "/echo", echo)]), max_body=limit)
+        # No idle timeout: it would leave a call on the real reactor behind this synchronous test.
+        site = ControlSite(JsonApi([route("POST", "/echo", echo)]), max_body=limit, timeout=None)
         protocol = site.buildProtocol(None)
         transport = StringTransport()
         protocol.makeConnection(transport)
