@@ -18,7 +18,10 @@ Life of a download (the state machine is in `ssvm.download.state`):
 `stopService` stops every transfer but keeps the bytes on disk and the record DOWNLOADING; the
 next `startService` resumes each NOT_STARTED/DOWNLOADING record (re-hashing the partial file, then
 `Range: bytes=N-`), or fails it to ERROR when it cannot (partial file gone, too many restarts,
-server refusal) — a record is never left DOWNLOADING without a job.
+server refusal) — a record is never left DOWNLOADING without a job. A record left DOWNLOADING
+although its image was already installed (a crash between the install and the saving of
+DOWNLOADED) is checked again from the installed file and recorded DOWNLOADED, or failed and its
+directory removed.
 
 Reading the state directory in `startService` is the only blocking file access on the reactor
 thread (small local JSON files, once, before anything else runs). No URL- or name-derived string
@@ -396,6 +399,11 @@ class DownloadManager(Service):
     async def _run(self, job: _Job, *, resume: bool) -> None:
         record = job.record
         try:
+            if resume and record.state is DownloadState.DOWNLOADING and \
+                    await self._in_pool(self._installed_before_crash, record):
+                job.finishing = True
+                await self._adopt(job)
+                return
             await self._transfer(job, resume=resume)
             job.finishing = True
             await self._install(job)
@@ -451,11 +459,43 @@ class DownloadManager(Service):
         await transfer.run()
         self._update_from_transfer(job)
 
+    def _installed_before_crash(self, record: DownloadRecord) -> bool:
+        """Whether the image was installed (partial file renamed, `template.properties` valid and
+        naming it) but the appliance stopped before DOWNLOADED was recorded."""
+        directory = os.path.join(self.store_root, record.directory)
+        if os.path.exists(os.path.join(directory, record.temp_name)) or \
+                not os.path.isfile(os.path.join(directory, record.file_name)):
+            return False
+        try:
+            with open(os.path.join(directory, properties.FILE_NAME), encoding="latin-1") as f:
+                values = properties.parse(f.read())
+        except (OSError, ValueError):
+            return False
+        return not properties.problems(values) and values.get("filename") == record.file_name
+
+    async def _adopt(self, job: _Job) -> None:
+        """Finish a download whose image was installed just before a crash: re-read the installed
+        file (hash, head and tail) and check it exactly as a fresh install is checked."""
+        record = job.record
+        request = record.request
+        algorithm = parse_checksum(request.checksum).algorithm if request.checksum else UNREQUESTED_ALGORITHM
+        writer = PartialFile(self._reactor, self._pool,
+                             os.path.join(self.store_root, record.directory, record.file_name), algorithm)
+        job.writer = writer
+        await writer.open(resume=True)
+        self.log.info("download {id} was installed before the last stop; checking it", id=record.id)
+        try:
+            await self._install(job, installed=True)
+        except DownloadFailed:
+            await self._in_pool(layout.remove_directory, self.store_root, record.directory)
+            raise
+
     def _prepare(self, record: DownloadRecord) -> None:
         layout.prepare_directory(self.store_root, record.directory)
         layout.remove_file(os.path.join(self.store_root, record.directory, record.temp_name))
 
-    async def _install(self, job: _Job) -> None:
+    async def _install(self, job: _Job, *, installed: bool = False) -> None:
+        """Check the finished file and make it the image; `installed`: it is in place already."""
         record = job.record
         request = record.request
         writer = cast(PartialFile, job.writer)
@@ -475,8 +515,9 @@ class DownloadManager(Service):
             virtual_size=info.virtual_size, template_id=request.template_id, unique_name=request.unique_name,
             description=request.description, hvm=request.hvm)
         text = properties.render(values, datetime.fromtimestamp(self._reactor.seconds(), UTC))
-        await self._in_pool(layout.install, self.store_root, record.directory, record.temp_name,
-                            record.file_name, text)
+        if not installed:
+            await self._in_pool(layout.install, self.store_root, record.directory, record.temp_name,
+                                record.file_name, text)
         if record.state is not DownloadState.DOWNLOADING:  # cancelled while installing
             await self._in_pool(layout.remove_directory, self.store_root, record.directory)
             return

@@ -475,6 +475,51 @@ class ProgressAndResumeTests(DownloadTestCase):
         with open(os.path.join(self.root, status["install_path"]), "rb") as handle:
             self.assertEqual(hashlib.sha256(handle.read()).digest(), hashlib.sha256(data).digest())
 
+    def crash_before_downloaded_was_saved(self) -> None:
+        """Rewrite the state file as a crash right after the install would have left it."""
+        saved = self.state_file()
+        saved["state"] = "DOWNLOADING"
+        with open(os.path.join(self.state_dir, "d1.json"), "w") as handle:
+            json.dump(saved, handle)
+
+    async def test_installed_before_the_crash(self) -> None:
+        """An image installed just before a crash, whose DOWNLOADED state never reached the disk, is
+        checked again on the next start and recorded DOWNLOADED without downloading anything."""
+        data = images.qcow2(2**34, padding=2 * MiB)
+        url = self.server.add("/disk.qcow2", data)
+        first = self.manager()
+        status = await self.download(first, self.request(url, "qcow2", checksum="{SHA-256}" + checksum(data, "sha256")))
+        self.assertEqual(status["state"], "DOWNLOADED")
+        await first.stopService()
+        self.crash_before_downloaded_was_saved()
+        requests = len(self.server.requests)
+
+        final = await self.manager().wait("d1")
+        assert final is not None
+        self.assertEqual((final["state"], final["install_path"], final["checksum"]),
+                         ("DOWNLOADED", status["install_path"], status["checksum"]))
+        self.assertEqual(len(self.server.requests), requests)
+        self.assertEqual(self.state_file()["state"], "DOWNLOADED")
+
+    async def test_installed_but_damaged_before_the_crash(self) -> None:
+        """If that installed image no longer matches its checksum, the download fails and the
+        directory is removed."""
+        data = images.qcow2(2**34, padding=2 * MiB)
+        url = self.server.add("/disk.qcow2", data)
+        first = self.manager()
+        status = await self.download(first, self.request(url, "qcow2", checksum="{SHA-256}" + checksum(data, "sha256")))
+        await first.stopService()
+        self.crash_before_downloaded_was_saved()
+        with open(os.path.join(self.root, status["install_path"]), "r+b") as handle:
+            handle.seek(MiB)
+            handle.write(b"damage")
+
+        final = await self.manager().wait("d1")
+        assert final is not None
+        self.assertEqual(final["state"], "ERROR")
+        self.assertIn("didn't match", final["error"])
+        self.assertFalse(os.path.exists(self.template_dir()))
+
     async def test_restart_from_zero_when_range_is_ignored(self) -> None:
         """A server that answers 200 to a Range request makes the download start again from zero."""
         data = images.qcow2(2**34, padding=8 * MiB)
