@@ -1,37 +1,96 @@
-"""The virtual router appliance's root service. It starts with its control listener only; the
-data-plane services attach here as they are built."""
+"""The virtual router appliance's root service and its children, in start order:
+
+1. `state` — loads the last persisted state (`StateKeeper.load`), so everything after it serves
+   that state at once;
+2. `control` — the control API, HTTPS with mutual TLS against cloudd's authority;
+3. the data-plane services (DHCP, DNS, metadata, password server), attached with
+   `RouterService.add_data_plane`.
+
+Data-plane hook: a data-plane service takes the keeper (`RouterService.keeper`) in its constructor
+and calls `keeper.subscribe(callback)` (typically in `startService`); the callback receives a
+`routervm.state.Snapshot` at once when a state is held, and again after every apply.  The password
+server uses `keeper.passwords` (look it up per request).  Example::
+
+    dhcp = DhcpService(service.keeper, ...)
+    dhcp.setName("dhcp")
+    service.add_data_plane(dhcp)
+"""
 
 from __future__ import annotations
 
-import json
+import os
+from typing import Any
 
-from twisted.application import strports
-from twisted.application.service import MultiService
-from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet import endpoints
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from appliance.files import remove_stale_temporaries
+from appliance.tls import TlsMaterial, server_options
+from appliance.web import ControlSite
+from routervm.config import Config
+from routervm.state import Snapshot, StateKeeper
+from routervm.web.control import ControlApi
 
-class HealthResource(Resource):
-    isLeaf = True
-
-    def __init__(self, service_name: str) -> None:
-        super().__init__()
-        self.service_name = service_name
-
-    def render_GET(self, request: Request) -> bytes:  # noqa: N802 (Twisted API)
-        request.setHeader(b"Content-Type", b"application/json")
-        return json.dumps({"service": self.service_name, "status": "ok"}).encode()
+STATE_FILE = "state.json"
 
 
-def control_site(service_name: str) -> Site:
-    root = Resource()
-    root.putChild(b"health", HealthResource(service_name))
-    return Site(root)
+class StateService(Service):
+    """Loads the keeper's persisted state when started."""
+
+    def __init__(self, keeper: StateKeeper) -> None:
+        self.keeper = keeper
+
+    def startService(self) -> None:  # noqa: N802 (Twisted API)
+        remove_stale_temporaries(os.path.dirname(self.keeper.path))
+        self.keeper.load()
+        super().startService()
 
 
 class RouterService(MultiService):
-    def __init__(self, control_listen: str) -> None:
+    def __init__(self, *, reactor: Any, state_dir: str, tls: TlsMaterial, control_listen: str,
+                 config: Config, key: bytes) -> None:
         super().__init__()
-        control = strports.service(control_listen, control_site("routervm"))
+        self.reactor = reactor
+        self.state_dir = os.path.abspath(state_dir)
+        self.tls = tls
+        self.control_listen = control_listen
+        self.config = config
+        self.key = key
+        self._create_children()
+
+    def _create_children(self) -> None:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        # 1. the state, loaded before anything serves it
+        self.keeper = StateKeeper(os.path.join(self.state_dir, STATE_FILE), self.reactor, self.key,
+                                  password_ttl=self.config.password_ttl,
+                                  default_lease_seconds=self.config.lease_seconds)
+        state = StateService(self.keeper)
+        state.setName("state")
+        state.setServiceParent(self)
+
+        # 2. the control API
+        site = ControlSite(ControlApi(self.keeper).resource(), max_body=self.config.control_max_body)
+        site.displayTracebacks = False
+        control = StreamServerEndpointService(
+            endpoints.serverFromString(self.reactor, self.control_listen),
+            TLSMemoryBIOFactory(server_options(self.tls), False, site))
         control.setName("control")
         control.setServiceParent(self)
+
+    def add_data_plane(self, service: IService) -> None:
+        """Attach a named data-plane service after the state and the control API (it starts after
+        them, and at once when the router is running already)."""
+        if not service.name:
+            raise ValueError("a data-plane service needs a name (setName) before it is added")
+        service.setServiceParent(self)
+
+    def subscribe(self, callback: Any) -> Any:
+        """`StateKeeper.subscribe`: `callback(Snapshot)` now (when a state is held) and after every
+        apply; returns the unsubscribe function."""
+        return self.keeper.subscribe(callback)
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.keeper.snapshot

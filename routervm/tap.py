@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import os
+
 from twisted.application.service import IService
 from twisted.python import usage
+
+from appliance.tls import TlsMaterial, TlsMaterialError
+from routervm.config import Config, ConfigError, load_config
 
 
 class Options(usage.Options):
     optParameters = [
-        ["control-listen", None, "tcp:3922:interface=127.0.0.1", "Endpoint of the control API."],
+        ["basedir", "d", "routervm-data", "Base directory: the persisted state and its key."],
+        ["tls-dir", None, None, "Folder with key.pem, cert.pem and ca.pem issued by cloudd "
+                                "(default: <basedir>/tls)."],
+        ["control-listen", None, "tcp:3922:interface=127.0.0.1", "Endpoint of the control API (TLS is added)."],
+        ["config", "c", None, "Settings file (TOML)."],
     ]
+
+    def postOptions(self) -> None:  # noqa: N802 (Twisted API)
+        self["basedir"] = os.path.abspath(self["basedir"])
+        self["tls-dir"] = os.path.abspath(self["tls-dir"] or os.path.join(self["basedir"], "tls"))
+        try:
+            self["tls"] = TlsMaterial.from_directory(self["tls-dir"])
+        except TlsMaterialError as exc:
+            raise usage.UsageError(f"{exc} (issue the appliance's files with `cloudd appliance-cert`)") from None
+        self["settings"] = Config()
+        if self["config"]:
+            try:
+                with open(self["config"]) as f:
+                    self["settings"] = load_config(f.read())
+            except OSError as exc:
+                raise usage.UsageError(f"cannot read {self['config']}: {exc.strerror}") from None
+            except ConfigError as exc:
+                raise usage.UsageError(str(exc)) from None
 
 
 def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
-    from routervm.service import RouterService
+    from twisted.internet import reactor
 
-    return RouterService(options["control-listen"])
+    from routervm.service import RouterService
+    from routervm.state import KEY_FILE, load_or_create_key
+
+    state_dir = os.path.join(options["basedir"], "state")
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    key = load_or_create_key(os.path.join(state_dir, KEY_FILE))
+    return RouterService(reactor=reactor, state_dir=state_dir, tls=options["tls"],
+                         control_listen=options["control-listen"], config=options["settings"], key=key)

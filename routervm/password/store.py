@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -94,6 +94,16 @@ class PasswordStore:
         self.log.info("password acknowledged by vm {uuid}", uuid=uuid)
         self._changed()
         return True
+
+    def discard_except(self, keep: Container[str]) -> list[str]:
+        """Drop the pending passwords of every VM not in `keep` (VMs the router no longer serves);
+        return their uuids. Not an acknowledgement: nothing is logged as one."""
+        gone = [uuid for uuid in self._pending if uuid not in keep]
+        for uuid in gone:
+            self._remove(uuid)
+        if gone:
+            self._changed()
+        return gone
 
     def clear(self) -> None:
         """Drop every pending password and cancel their timers (for example on service stop)."""

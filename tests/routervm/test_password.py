@@ -225,3 +225,22 @@ class StoreTests(SynchronousTestCase):
         key = PasswordStore.generate_key()
         restored = PasswordStore.unseal(self.store.sealed(key), key, clock=self.clock, ttl_seconds=600)
         self.assertEqual(len(restored), 0)
+
+
+class DiscardTests(SynchronousTestCase):
+    def test_discard_except(self) -> None:
+        """Passwords of VMs the router no longer serves are dropped, the others kept, and the
+        change is reported once."""
+        clock = Clock()
+        changes: list[int] = []
+        store = PasswordStore(clock, 60, on_change=lambda: changes.append(1))
+        store.set("vm-a", "pa")
+        store.set("vm-b", "pb")
+        changes.clear()
+        self.assertEqual(store.discard_except({"vm-a"}), ["vm-b"])
+        self.assertEqual((store.fetch("vm-a"), store.fetch("vm-b")), ("pa", None))
+        self.assertEqual(changes, [1])
+        self.assertEqual(store.discard_except({"vm-a"}), [])
+        self.assertEqual(changes, [1])
+        clock.advance(61)
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -1,0 +1,75 @@
+"""The router appliance's settings file (TOML), parsed into one frozen object; every error is
+collected.
+
+```toml
+[passwords]
+ttl = 86400                 # seconds a pending VM password is served before it is dropped
+
+[dhcp]
+lease_seconds = 4294967295  # lease time when the state names none (default: infinite, as CloudStack)
+
+[control]
+max_body = 8388608          # largest control request body, in bytes (user data can be 1 MiB)
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from routervm.dhcp.packet import INFINITE_LEASE
+from routervm.state import DEFAULT_PASSWORD_TTL
+
+
+class ConfigError(ValueError):
+    """The settings file is not valid; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class Config:
+    password_ttl: int = DEFAULT_PASSWORD_TTL
+    lease_seconds: int = INFINITE_LEASE
+    control_max_body: int = 8 * 1024 * 1024
+
+
+_KNOWN = {"passwords": {"ttl"}, "dhcp": {"lease_seconds"}, "control": {"max_body"}}
+
+
+def _positive(errors: list[str], where: str, value: Any, default: int, highest: int | None = None) -> int:
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or (
+            highest is not None and value > highest):
+        errors.append(f"{where} must be a positive integer" + ("" if highest is None else f" up to {highest}"))
+        return default
+    return value
+
+
+def load_config(text: str) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the settings file is not valid TOML: {exc}") from None
+    errors: list[str] = []
+    sections: dict[str, dict[str, Any]] = {}
+    for section, value in data.items():
+        if section not in _KNOWN or not isinstance(value, dict):
+            errors.append(f"unknown section [{section}]")
+            continue
+        sections[section] = value
+        for key in sorted(set(value) - _KNOWN[section]):
+            errors.append(f"unknown setting {section}.{key}")
+    defaults = Config()
+    config = Config(
+        password_ttl=_positive(errors, "passwords.ttl", sections.get("passwords", {}).get("ttl"),
+                               defaults.password_ttl),
+        lease_seconds=_positive(errors, "dhcp.lease_seconds", sections.get("dhcp", {}).get("lease_seconds"),
+                                defaults.lease_seconds, INFINITE_LEASE),
+        control_max_body=_positive(errors, "control.max_body", sections.get("control", {}).get("max_body"),
+                                   defaults.control_max_body),
+    )
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return config

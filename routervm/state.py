@@ -1,0 +1,596 @@
+"""The router's desired state as cloudd pushes it (DESIGN.md §4), its derived views, and the keeper
+that applies, persists and publishes it.
+
+`RouterState` is one complete desired state: the guest network, every VM record, the public
+addresses and NAT/firewall rules, and a generation number.  Its JSON shape (`from_json`/`to_json`)::
+
+    {"generation": 7,
+     "network": {"interface": "eth0", "cidr": "10.1.1.0/24", "gateway": "10.1.1.1",
+                 "router_ip": "10.1.1.1", "domain": "cs1cloud.internal",
+                 "dns_servers": ["8.8.8.8", "8.8.4.4"], "router_dns": true,
+                 "lease_seconds": null, "mtu": null,
+                 "classless_routes": [{"destination": "10.9.0.0/16", "gateway": "10.1.1.254"}]},
+     "vms": [<VmRecord JSON, see routervm.records>, ...],
+     "rules": <RouterRules JSON, see routervm.nat.rules> | null}
+
+`network.interface`, `cidr` and `router_ip` are required; the rest may be left out (`gateway`,
+`domain`, `lease_seconds`, `mtu`: null; `dns_servers`, `classless_routes`: empty; `router_dns`:
+true).  `rules.guest_network` may be left out: it is the network's interface, CIDR and router IP,
+and when given it must equal them.
+
+Generations: a state older than the one held is refused (`StaleGeneration`, a 409); the same
+generation with the same content is accepted without change (idempotent); the same generation with
+different content is refused too.  Single-VM updates and rule updates carry the generation of the
+state they produce and follow the same rules.
+
+Every view a guest-facing service uses (`Snapshot`) is derived from the complete state on every
+apply, never patched: a single-VM update and a full sync that end in the same state give the same
+views.
+
+On disk (`StateKeeper`): `<path>` holds the state JSON (user data included, base64) written
+atomically with mode 0600; `passwords.sealed` next to it holds the pending passwords as
+`PasswordStore.sealed(key)` (AES-GCM), so no password is ever on disk in clear.  The key lives in
+`state.key` (0600), created at first start by `load_or_create_key`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from appliance.files import atomic_write, atomic_write_json
+from routervm.dhcp.packet import INFINITE_LEASE, Route
+from routervm.dhcp.reservations import NetworkConfig, Reservation, ReservationTable, parse_mac
+from routervm.nat.rules import RouterRules, RuleError
+from routervm.password.store import PasswordStore, SealError
+from routervm.records import RecordError, RecordIndex, VmRecord
+
+__all__ = [
+    "DEFAULT_PASSWORD_TTL",
+    "KEY_FILE",
+    "PASSWORDS_FILE",
+    "NetworkSettings",
+    "RouterState",
+    "Snapshot",
+    "StaleGeneration",
+    "StateError",
+    "StateKeeper",
+    "UnknownVm",
+    "derive",
+    "load_or_create_key",
+]
+
+#: How long a pending password is served when the settings say nothing (seconds).
+DEFAULT_PASSWORD_TTL = 86400
+PASSWORDS_FILE = "passwords.sealed"
+KEY_FILE = "state.key"
+_KEY_BYTES = 32
+_FORMAT = 1
+
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_NETWORK_MEMBERS = frozenset({"interface", "cidr", "gateway", "router_ip", "domain", "dns_servers",
+                              "router_dns", "lease_seconds", "mtu", "classless_routes"})
+_STATE_MEMBERS = frozenset({"generation", "network", "vms", "rules"})
+
+
+class StateError(ValueError):
+    """The state (or an update) is malformed or inconsistent; the message says what, never quoting
+    user data or passwords."""
+
+
+class StaleGeneration(Exception):
+    """An update's generation is older than the one held, or equal to it with different content."""
+
+    def __init__(self, message: str, held: int) -> None:
+        super().__init__(message)
+        self.held = held
+
+
+class UnknownVm(KeyError):
+    """No VM with this uuid is in the state held."""
+
+    def __init__(self, uuid: str) -> None:
+        super().__init__(uuid)
+        self.uuid = uuid
+
+    def __str__(self) -> str:
+        return f"there is no VM {self.uuid}"
+
+
+def _ipv4(value: object, what: str) -> ipaddress.IPv4Address:
+    if not isinstance(value, str):
+        raise StateError(f"{what} must be an IPv4 address string")
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        raise StateError(f"{what}: {value!r} is not an IPv4 address") from None
+
+
+def _generation(value: object, what: str = "generation") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise StateError(f"{what} must be a positive integer")
+    return value
+
+
+def _optional_int(value: object, what: str, low: int, high: int) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise StateError(f"{what} must be an integer from {low} to {high} or null")
+    return value
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The guest network this router serves; addresses are canonical strings."""
+
+    interface: str
+    cidr: str
+    router_ip: str
+    gateway: str | None = None
+    domain: str | None = None
+    dns_servers: tuple[str, ...] = ()
+    router_dns: bool = True
+    lease_seconds: int | None = None
+    mtu: int | None = None
+    classless_routes: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.interface, str) or not _IFNAME.match(self.interface):
+            raise StateError("network.interface must be a device name")
+        if not isinstance(self.cidr, str):
+            raise StateError("network.cidr must be a CIDR string")
+        try:
+            network = ipaddress.IPv4Network(self.cidr, strict=True)
+        except ValueError:
+            raise StateError(f"network.cidr: {self.cidr!r} is not an IPv4 network CIDR") from None
+        if network.prefixlen > 30:
+            raise StateError(f"network.cidr {network} is too small for guests (/30 at most)")
+        object.__setattr__(self, "cidr", str(network))
+        router = _ipv4(self.router_ip, "network.router_ip")
+        if router not in network or router in (network.network_address, network.broadcast_address):
+            raise StateError(f"network.router_ip {router} is not a host address of {network}")
+        object.__setattr__(self, "router_ip", str(router))
+        if self.gateway is not None:
+            gateway = _ipv4(self.gateway, "network.gateway")
+            if gateway not in network:
+                raise StateError(f"network.gateway {gateway} is outside {network}")
+            object.__setattr__(self, "gateway", str(gateway))
+        if self.domain is not None:
+            if not isinstance(self.domain, str) or len(self.domain) > 253 or not all(
+                    _LABEL.match(label) for label in self.domain.rstrip(".").split(".")):
+                raise StateError("network.domain must be a DNS domain name or null")
+        if not isinstance(self.dns_servers, tuple):
+            raise StateError("network.dns_servers must be a list")
+        object.__setattr__(self, "dns_servers", tuple(
+            str(_ipv4(s, f"network.dns_servers[{i}]")) for i, s in enumerate(self.dns_servers)))
+        if not isinstance(self.router_dns, bool):
+            raise StateError("network.router_dns must be true or false")
+        _optional_int(self.lease_seconds, "network.lease_seconds", 1, INFINITE_LEASE)
+        _optional_int(self.mtu, "network.mtu", 68, 0xFFFF)
+        routes = []
+        for i, item in enumerate(self.classless_routes):
+            what = f"network.classless_routes[{i}]"
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                raise StateError(f"{what} must have a destination CIDR and a gateway")
+            try:
+                destination = ipaddress.IPv4Network(item[0], strict=True)
+            except ValueError:
+                raise StateError(f"{what}: {item[0]!r} is not an IPv4 network CIDR") from None
+            routes.append((str(destination), str(_ipv4(item[1], f"{what}.gateway"))))
+        object.__setattr__(self, "classless_routes", tuple(routes))
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.cidr)
+
+    @classmethod
+    def from_json(cls, obj: object) -> NetworkSettings:
+        if not isinstance(obj, Mapping):
+            raise StateError("network must be an object")
+        unknown = set(obj) - _NETWORK_MEMBERS
+        if unknown:
+            raise StateError(f"unknown network member(s): {', '.join(sorted(map(str, unknown)))}")
+        for name in ("interface", "cidr", "router_ip"):
+            if name not in obj:
+                raise StateError(f"network lacks {name}")
+        servers = obj.get("dns_servers")
+        servers = [] if servers is None else servers
+        routes = obj.get("classless_routes")
+        routes = [] if routes is None else routes
+        if not isinstance(servers, list):
+            raise StateError("network.dns_servers must be a list")
+        if not isinstance(routes, list):
+            raise StateError("network.classless_routes must be a list")
+        pairs = []
+        for i, route in enumerate(routes):
+            if not isinstance(route, Mapping) or set(route) != {"destination", "gateway"}:
+                raise StateError(f"network.classless_routes[{i}] must be "
+                                 "{\"destination\": <CIDR>, \"gateway\": <IPv4>}")
+            pairs.append((route["destination"], route["gateway"]))
+        return cls(interface=obj["interface"], cidr=obj["cidr"], router_ip=obj["router_ip"],
+                   gateway=obj.get("gateway"), domain=obj.get("domain"), dns_servers=tuple(servers),
+                   router_dns=obj.get("router_dns", True), lease_seconds=obj.get("lease_seconds"),
+                   mtu=obj.get("mtu"), classless_routes=tuple(pairs))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"interface": self.interface, "cidr": self.cidr, "router_ip": self.router_ip,
+                "gateway": self.gateway, "domain": self.domain, "dns_servers": list(self.dns_servers),
+                "router_dns": self.router_dns, "lease_seconds": self.lease_seconds, "mtu": self.mtu,
+                "classless_routes": [{"destination": d, "gateway": g} for d, g in self.classless_routes]}
+
+    def guest_network_json(self) -> dict[str, Any]:
+        """The `guest_network` member of the rules' JSON that this network implies."""
+        return {"interface": self.interface, "cidr": self.cidr, "router_ip": self.router_ip}
+
+
+def rules_from_json(obj: object, network: NetworkSettings) -> RouterRules:
+    """The rules' JSON with `guest_network` filled in from (or checked against) `network`."""
+    if not isinstance(obj, Mapping):
+        raise StateError("rules must be an object or null")
+    body = dict(obj)
+    implied = network.guest_network_json()
+    given = body.setdefault("guest_network", implied)
+    try:
+        rules = RouterRules.from_json(body)
+    except RuleError as exc:
+        raise StateError(f"rules: {exc}") from None
+    if rules.guest.to_json() != implied or not isinstance(given, Mapping):
+        raise StateError("rules.guest_network must be the network's interface, cidr and router_ip")
+    return rules
+
+
+class _Keep:
+    """`RouterState.evolve`'s "leave the rules as they are"."""
+
+
+_KEEP = _Keep()
+
+
+@dataclass(frozen=True)
+class RouterState:
+    """One complete desired state.  Building it checks everything the derived views need, so a
+    `RouterState` always derives."""
+
+    generation: int
+    network: NetworkSettings
+    vms: tuple[VmRecord, ...] = ()
+    rules: RouterRules | None = None
+
+    def __post_init__(self) -> None:
+        _generation(self.generation)
+        if not isinstance(self.network, NetworkSettings):
+            raise StateError("network must be NetworkSettings")
+        if self.rules is not None and self.rules.guest.to_json() != self.network.guest_network_json():
+            raise StateError("rules.guest_network must be the network's interface, cidr and router_ip")
+        # A stable order: two states holding the same records compare equal.
+        ordered = tuple(sorted(self.vms, key=lambda r: r.uuid))
+        object.__setattr__(self, "vms", ordered)
+        try:
+            RecordIndex(ordered)
+        except RecordError as exc:
+            raise StateError(str(exc)) from None
+        network = self.network.network
+        macs: dict[str, str] = {}
+        addresses: dict[str, str] = {}
+        for record in ordered:
+            for nic in record.nics:
+                if nic.interface != self.network.interface:
+                    continue
+                where = f"vm {record.uuid}: nic {nic.mac}"
+                address = ipaddress.ip_address(nic.ip)
+                if address not in network or address in (network.network_address, network.broadcast_address):
+                    raise StateError(f"{where}: {nic.ip} is not a host address of {network}")
+                if nic.ip == self.network.router_ip:
+                    raise StateError(f"{where}: {nic.ip} is the router's own address")
+                if nic.mac in macs:
+                    raise StateError(f"{where}: the MAC is also used by vm {macs[nic.mac]}")
+                if nic.ip in addresses:
+                    raise StateError(f"{where}: the IP {nic.ip} is also used by vm {addresses[nic.ip]}")
+                macs[nic.mac] = record.uuid
+                addresses[nic.ip] = record.uuid
+            if not record.hostname.isascii():
+                raise StateError(f"vm {record.uuid}: the host name must be ASCII")
+
+    def vm(self, uuid: str) -> VmRecord | None:
+        for record in self.vms:
+            if record.uuid == uuid:
+                return record
+        return None
+
+    def evolve(self, *, generation: int, vms: tuple[VmRecord, ...] | None = None,
+               rules: RouterRules | None | _Keep = _KEEP) -> RouterState:
+        """A copy with a new generation and, when given, new records or rules."""
+        return RouterState(generation=generation, network=self.network,
+                           vms=self.vms if vms is None else vms,
+                           rules=self.rules if isinstance(rules, _Keep) else rules)
+
+    @classmethod
+    def from_json(cls, obj: object) -> RouterState:
+        if not isinstance(obj, Mapping):
+            raise StateError("the state must be an object")
+        unknown = set(obj) - _STATE_MEMBERS
+        if unknown:
+            raise StateError(f"unknown state member(s): {', '.join(sorted(map(str, unknown)))}")
+        for name in ("generation", "network"):
+            if name not in obj:
+                raise StateError(f"the state lacks {name}")
+        generation = _generation(obj["generation"])
+        network = NetworkSettings.from_json(obj["network"])
+        vms = obj.get("vms")
+        vms = [] if vms is None else vms
+        if not isinstance(vms, list):
+            raise StateError("vms must be a list of VM records")
+        records = []
+        for i, item in enumerate(vms):
+            try:
+                records.append(VmRecord.from_json(item))
+            except RecordError as exc:
+                raise StateError(f"vms[{i}]: {exc}") from None
+        raw_rules = obj.get("rules")
+        rules = None if raw_rules is None else rules_from_json(raw_rules, network)
+        return cls(generation=generation, network=network, vms=tuple(records), rules=rules)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"generation": self.generation, "network": self.network.to_json(),
+                "vms": [r.to_json() for r in self.vms],
+                "rules": None if self.rules is None else self.rules.to_json()}
+
+    def same_content(self, other: RouterState) -> bool:
+        """Equal apart from the generation."""
+        return (self.network, self.vms, self.rules) == (other.network, other.vms, other.rules)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state held and every view derived from it, for the data-plane services.
+
+    - `generation`, `state`: the `RouterState` itself;
+    - `network`: its `NetworkSettings`;
+    - `records`: `RecordIndex` (guest identity → record) over every VM;
+    - `reservations`: the DHCP host list, one `Reservation` per VM NIC on the guest interface
+      (keyed by MAC; `default_nic` is the record's default NIC);
+    - `dhcp`: the guest interface's `NetworkConfig`;
+    - `rules`: the `RouterRules`, or None when cloudd sent none.
+    """
+
+    state: RouterState
+    records: RecordIndex = field(repr=False)
+    reservations: ReservationTable = field(repr=False)
+    dhcp: NetworkConfig
+    rules: RouterRules | None
+
+    @property
+    def generation(self) -> int:
+        return self.state.generation
+
+    @property
+    def network(self) -> NetworkSettings:
+        return self.state.network
+
+
+def derive(state: RouterState, default_lease_seconds: int = INFINITE_LEASE) -> Snapshot:
+    """Every view computed from the complete state."""
+    net = state.network
+    reservations = []
+    for record in state.vms:
+        default = record.default_nic
+        for nic in record.nics:
+            if nic.interface == net.interface:
+                reservations.append(Reservation(mac=parse_mac(nic.mac), ip=ipaddress.IPv4Address(nic.ip),
+                                                hostname=record.hostname, default_nic=nic is default))
+    routes: tuple[Route, ...] = tuple(
+        (ipaddress.IPv4Network(d), ipaddress.IPv4Address(g)) for d, g in net.classless_routes)
+    dhcp = NetworkConfig(
+        router_ip=ipaddress.IPv4Address(net.router_ip), subnet=net.network,
+        gateway=None if net.gateway is None else ipaddress.IPv4Address(net.gateway),
+        domain=net.domain, dns_servers=tuple(ipaddress.IPv4Address(s) for s in net.dns_servers),
+        router_dns=net.router_dns,
+        lease_seconds=default_lease_seconds if net.lease_seconds is None else net.lease_seconds,
+        classless_routes=routes, mtu=net.mtu)
+    return Snapshot(state=state, records=RecordIndex(state.vms), reservations=ReservationTable(reservations),
+                    dhcp=dhcp, rules=state.rules)
+
+
+def load_or_create_key(path: str) -> bytes:
+    """The password-sealing key in `path` (32 raw bytes, mode 0600), created when missing."""
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+    except FileNotFoundError:
+        key = PasswordStore.generate_key()
+        atomic_write(path, key, 0o600)
+        return key
+    if len(key) != _KEY_BYTES:
+        raise StateError(f"{path} is not a {_KEY_BYTES}-byte key")
+    return key
+
+
+Subscriber = Callable[[Snapshot], None]
+
+
+class StateKeeper:
+    """Holds the current state, applies updates to it, persists it and tells subscribers.
+
+    Every method that changes the state writes the state file before it returns and then calls each
+    subscriber with the new `Snapshot`.  Passwords live in `passwords` (a `PasswordStore`, sealed to
+    `passwords.sealed` on every change); look the store up through the keeper each time, as `load`
+    replaces it.
+    """
+
+    log = Logger()
+
+    def __init__(self, path: str, clock: IReactorTime, key: bytes, *,
+                 password_ttl: float = DEFAULT_PASSWORD_TTL,
+                 default_lease_seconds: int = INFINITE_LEASE) -> None:
+        self.path = os.path.abspath(path)
+        self.passwords_path = os.path.join(os.path.dirname(self.path), PASSWORDS_FILE)
+        self._clock = clock
+        self._key = key
+        self._ttl = password_ttl
+        self._default_lease = default_lease_seconds
+        self._snapshot: Snapshot | None = None
+        self._subscribers: list[Subscriber] = []
+        self._passwords = PasswordStore(clock, password_ttl, on_change=self._save_passwords)
+
+    # -- reading
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The current snapshot, or None before the first full state."""
+        return self._snapshot
+
+    @property
+    def generation(self) -> int:
+        """The generation held; 0 before the first full state."""
+        return 0 if self._snapshot is None else self._snapshot.generation
+
+    @property
+    def passwords(self) -> PasswordStore:
+        return self._passwords
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(snapshot)` after every apply (and at once when a state is held already);
+        returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+        if self._snapshot is not None:
+            self._call(callback, self._snapshot)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+        return unsubscribe
+
+    # -- start
+
+    def load(self) -> Snapshot | None:
+        """Read the state and the sealed passwords from disk (missing files: nothing held yet) and
+        publish the state.  A damaged file is logged and ignored: cloudd sends a full state when it
+        connects."""
+        state: RouterState | None = None
+        try:
+            with open(self.path, "rb") as f:
+                document = json.load(f)
+            if not isinstance(document, dict) or document.get("format") != _FORMAT:
+                raise StateError("unknown state file format")
+            state = RouterState.from_json(document.get("state"))
+        except FileNotFoundError:
+            pass
+        except (ValueError, OSError) as exc:
+            self.log.error("ignoring the unreadable state file {path}: {why}", path=self.path, why=str(exc))
+        try:
+            with open(self.passwords_path, "rb") as f:
+                sealed = f.read()
+            self._passwords = PasswordStore.unseal(sealed, self._key, clock=self._clock, ttl_seconds=self._ttl,
+                                                   on_change=self._save_passwords)
+        except FileNotFoundError:
+            pass
+        except (SealError, OSError) as exc:
+            self.log.error("ignoring the pending passwords in {path}: {why}", path=self.passwords_path,
+                           why=str(exc))
+        if state is not None:
+            self._publish(derive(state, self._default_lease), persist=False)
+            self.log.info("serving state generation {generation} with {count} VMs",
+                          generation=state.generation, count=len(state.vms))
+        self._forget_passwords()
+        return self._snapshot
+
+    # -- updates
+
+    def replace(self, state: RouterState) -> bool:
+        """Apply a full state.  Returns False when it is the state held already (idempotent);
+        raises `StaleGeneration`."""
+        if not self._check_generation(state.generation, state):
+            return False
+        self._publish(derive(state, self._default_lease))
+        self._forget_passwords()
+        return True
+
+    def put_vm(self, record: VmRecord, generation: int) -> bool:
+        """Add or replace one VM's record, giving generation `generation`.  Returns False when it was
+        applied already; raises `StaleGeneration` or `StateError`."""
+        current = self._require_state(generation)
+        others = tuple(r for r in current.vms if r.uuid != record.uuid)
+        return self.replace(current.evolve(generation=generation, vms=(*others, record)))
+
+    def delete_vm(self, uuid: str, generation: int) -> bool:
+        """Remove one VM (and its pending password), giving generation `generation`.  Returns False
+        when it was removed already at this generation; raises `UnknownVm` or `StaleGeneration`."""
+        current = self._require_state(generation)
+        if current.vm(uuid) is None:
+            if generation == current.generation:
+                return False
+            raise UnknownVm(uuid)
+        return self.replace(current.evolve(generation=generation,
+                                           vms=tuple(r for r in current.vms if r.uuid != uuid)))
+
+    def put_rules(self, rules: RouterRules | None, generation: int) -> bool:
+        """Replace the rules (None: no rules), giving generation `generation`."""
+        current = self._require_state(generation)
+        return self.replace(current.evolve(generation=generation, rules=rules))
+
+    def set_password(self, uuid: str, password: str, generation: int | None = None) -> None:
+        """Make `password` the pending password of VM `uuid` (write-only: nothing returns it but the
+        guest-facing password server).  `generation`, when given, may not be older than the one held."""
+        snapshot = self._snapshot
+        if generation is not None:
+            _generation(generation)
+            if generation < self.generation:
+                raise StaleGeneration(f"generation {generation} is older than {self.generation}, held",
+                                      self.generation)
+        if snapshot is None or snapshot.state.vm(uuid) is None:
+            raise UnknownVm(uuid)
+        if not isinstance(password, str) or not password or not password.isprintable():
+            raise StateError("password must be a non-empty printable string")
+        self._passwords.set(uuid, password)
+
+    # -- internals
+
+    def _require_state(self, generation: int) -> RouterState:
+        _generation(generation)
+        if self._snapshot is None:
+            raise StaleGeneration("no full state is held yet: send the whole state first", 0)
+        return self._snapshot.state
+
+    def _check_generation(self, generation: int, state: RouterState) -> bool:
+        held = self._snapshot
+        if held is None or generation > held.generation:
+            return True
+        if generation < held.generation:
+            raise StaleGeneration(f"generation {generation} is older than {held.generation}, held",
+                                  held.generation)
+        if held.state.same_content(state):
+            return False
+        raise StaleGeneration(f"generation {generation} is held already with different content",
+                              held.generation)
+
+    def _publish(self, snapshot: Snapshot, persist: bool = True) -> None:
+        if persist:
+            atomic_write_json(self.path, {"format": _FORMAT, "state": snapshot.state.to_json()}, 0o600)
+        self._snapshot = snapshot
+        for callback in list(self._subscribers):
+            self._call(callback, snapshot)
+
+    def _call(self, callback: Subscriber, snapshot: Snapshot) -> None:
+        try:
+            callback(snapshot)
+        except Exception:
+            self.log.failure("a state subscriber failed on generation {generation}",
+                             generation=snapshot.generation)
+
+    def _forget_passwords(self) -> None:
+        """Drop the pending passwords of VMs the state no longer holds."""
+        known = {r.uuid for r in self._snapshot.state.vms} if self._snapshot is not None else set()
+        self._passwords.discard_except(known)  # its change hook rewrites the sealed file
+
+    def _save_passwords(self) -> None:
+        atomic_write(self.passwords_path, self._passwords.sealed(self._key), 0o600)

@@ -1,0 +1,1 @@
+"""The router's HTTP resources that face cloudd (the control API)."""

@@ -1,0 +1,191 @@
+"""The control API cloudd drives over mutually authenticated TLS (DESIGN.md §4).
+
+| Method and path                 | Body                                  | Does                                     |
+|---------------------------------|---------------------------------------|------------------------------------------|
+| GET /health                     |                                       | service name, status, generation held    |
+| GET /v1/state                   |                                       | the state held, without secrets          |
+| PUT /v1/state                   | the whole `RouterState` JSON          | full sync                                |
+| PUT /v1/vms/{uuid}              | {"generation": N, "vm": <VmRecord>}   | add or replace one VM                    |
+| DELETE /v1/vms/{uuid}           | ?generation=N, or {"generation": N}   | remove one VM and its pending password   |
+| PUT /v1/vms/{uuid}/password     | {"password": "...", "generation"?: N} | set the VM's pending password            |
+| PUT /v1/rules                   | {"generation": N, "rules": {...}|null}| replace the public addresses and rules   |
+
+Every answer carries the generation held, in the JSON (`generation`) and in the `Router-Generation`
+header (error answers too).  Updates answer `{"generation": N, "applied": bool}`; `applied` is false
+when the update was applied already (same generation, same content).  `DELETE` answers
+`{"generation": N, "deleted": bool}`.
+
+`GET /v1/state` answers `{"generation": N, "network": <network JSON> | null, "rules": <rules JSON> |
+null, "vms": [...]}`, where each VM is its record JSON *without* `user_data`, plus
+`has_user_data` (bool), `user_data_sha256` (hex or null) and `password_pending` (bool).  Neither
+user data nor passwords are ever answered.
+
+Errors use the appliance envelope: 400 `bad_request` (malformed input), 409 `conflict` (a stale
+generation, the same generation with other content, or an update before the first full state),
+404 `not_found` (unknown VM).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from twisted.web.server import Request
+
+from appliance.web import JsonApi, bad_request, conflict, not_found, read_json, route
+from routervm.records import RecordError, VmRecord
+from routervm.state import (
+    RouterState,
+    StaleGeneration,
+    StateError,
+    StateKeeper,
+    UnknownVm,
+    rules_from_json,
+)
+
+GENERATION_HEADER = b"Router-Generation"
+
+
+def _generation_of(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise bad_request("`generation` must be a positive integer")
+    return value
+
+
+def _only(body: dict[str, Any], allowed: set[str], required: set[str]) -> None:
+    unknown = set(body) - allowed
+    if unknown:
+        raise bad_request(f"unknown field(s): {', '.join(sorted(unknown))}")
+    missing = required - set(body)
+    if missing:
+        raise bad_request(f"missing field(s): {', '.join(sorted(missing))}")
+
+
+def vm_view(record: VmRecord, password_pending: bool) -> dict[str, Any]:
+    """A record as `GET /v1/state` shows it: no user data body, no password."""
+    view = record.to_json()
+    del view["user_data"]
+    view["has_user_data"] = record.user_data is not None
+    view["user_data_sha256"] = None if record.user_data is None else hashlib.sha256(record.user_data).hexdigest()
+    view["password_pending"] = password_pending
+    return view
+
+
+class ControlApi:
+    """The handlers over one `StateKeeper`."""
+
+    def __init__(self, keeper: StateKeeper) -> None:
+        self.keeper = keeper
+
+    def resource(self) -> JsonApi:
+        return JsonApi([
+            route("GET", "/health", self.health),
+            route("GET", "/v1/state", self.get_state),
+            route("PUT", "/v1/state", self.put_state),
+            route("PUT", "/v1/vms/{uuid}", self.put_vm),
+            route("DELETE", "/v1/vms/{uuid}", self.delete_vm),
+            route("PUT", "/v1/vms/{uuid}/password", self.put_password),
+            route("PUT", "/v1/rules", self.put_rules),
+        ])
+
+    def _held(self, request: Request) -> int:
+        generation = self.keeper.generation
+        request.responseHeaders.setRawHeaders(GENERATION_HEADER, [str(generation).encode()])
+        return generation
+
+    def _apply(self, request: Request, change: Any, *args: Any) -> bool:
+        self._held(request)
+        try:
+            applied: bool = change(*args)
+        except StaleGeneration as exc:
+            self._held(request)
+            raise conflict(str(exc)) from None
+        except UnknownVm as exc:
+            raise not_found(str(exc)) from None
+        except (StateError, RecordError) as exc:
+            raise bad_request(str(exc)) from None
+        self._held(request)
+        return applied
+
+    async def health(self, request: Request) -> Any:
+        return {"service": "routervm", "status": "ok", "generation": self._held(request)}
+
+    async def get_state(self, request: Request) -> Any:
+        generation = self._held(request)
+        snapshot = self.keeper.snapshot
+        if snapshot is None:
+            return {"generation": generation, "network": None, "rules": None, "vms": []}
+        passwords = self.keeper.passwords
+        state = snapshot.state
+        return {"generation": generation, "network": state.network.to_json(),
+                "rules": None if state.rules is None else state.rules.to_json(),
+                "vms": [vm_view(r, r.uuid in passwords) for r in state.vms]}
+
+    async def put_state(self, request: Request) -> Any:
+        self._held(request)
+        try:
+            state = RouterState.from_json(read_json(request))
+        except StateError as exc:
+            raise bad_request(str(exc)) from None
+        applied = self._apply(request, self.keeper.replace, state)
+        return {"generation": self.keeper.generation, "applied": applied}
+
+    async def put_vm(self, request: Request, uuid: str) -> Any:
+        self._held(request)
+        body = read_json(request)
+        _only(body, {"generation", "vm"}, {"generation", "vm"})
+        generation = _generation_of(body["generation"])
+        try:
+            record = VmRecord.from_json(body["vm"])
+        except RecordError as exc:
+            raise bad_request(f"vm: {exc}") from None
+        if record.uuid != uuid:
+            raise bad_request("the record's uuid is not the one in the path")
+        applied = self._apply(request, self.keeper.put_vm, record, generation)
+        return {"generation": self.keeper.generation, "applied": applied}
+
+    async def delete_vm(self, request: Request, uuid: str) -> Any:
+        self._held(request)
+        given = (request.args or {}).get(b"generation")
+        if given:
+            try:
+                generation = _generation_of(int(given[-1]))
+            except ValueError:
+                raise bad_request("`generation` must be a positive integer") from None
+        else:
+            body = read_json(request)
+            _only(body, {"generation"}, {"generation"})
+            generation = _generation_of(body["generation"])
+        deleted = self._apply(request, self.keeper.delete_vm, uuid, generation)
+        return {"generation": self.keeper.generation, "deleted": deleted}
+
+    async def put_password(self, request: Request, uuid: str) -> Any:
+        self._held(request)
+        body = read_json(request)
+        _only(body, {"password", "generation"}, {"password"})
+        generation = body.get("generation")
+        if generation is not None:
+            _generation_of(generation)
+        if not isinstance(body["password"], str) or not body["password"]:
+            raise bad_request("`password` must be a non-empty string")
+
+        def set_password() -> bool:
+            self.keeper.set_password(uuid, body["password"], generation)
+            return True
+        self._apply(request, set_password)
+        return {"generation": self.keeper.generation, "pending": True}
+
+    async def put_rules(self, request: Request) -> Any:
+        self._held(request)
+        body = read_json(request)
+        _only(body, {"generation", "rules"}, {"generation", "rules"})
+        generation = _generation_of(body["generation"])
+        snapshot = self.keeper.snapshot
+        if snapshot is None:
+            raise conflict("no full state is held yet: send the whole state first")
+        try:
+            rules = None if body["rules"] is None else rules_from_json(body["rules"], snapshot.network)
+        except StateError as exc:
+            raise bad_request(str(exc)) from None
+        applied = self._apply(request, self.keeper.put_rules, rules, generation)
+        return {"generation": self.keeper.generation, "applied": applied}
