@@ -16,17 +16,37 @@ REQUEST states (RFC 2131 section 4.3.2), told apart by the request's fields:
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from twisted.internet.interfaces import IReactorTime
 
 from routervm.dhcp import packet as p
-from routervm.dhcp.packet import DhcpPacket, MessageType, Option
+from routervm.dhcp.packet import DhcpPacket, MessageType, Option, Route
 from routervm.dhcp.reservations import NetworkConfig, Reservation, ReservationTable
 
 _UNSPECIFIED = IPv4Address("0.0.0.0")
 _LIMITED_BROADCAST = "255.255.255.255"
+_DEFAULT_ROUTE = IPv4Network("0.0.0.0/0")
+
+# Reply to send and where to send it; `SILENT` means "valid request, no reply".
+FastReply = tuple[bytes, tuple[str, int]]
+SILENT: tuple[()] = ()
+
+# Fixed pieces of a reply on the fast path (see `_FastTable`).
+_ZERO4 = bytes(4)
+_REPLY_START = bytes((p.BOOTREPLY, p.HTYPE_ETHERNET, 6, 0))  # op htype hlen hops
+_SECS = bytes(2)
+_CHADDR_PAD_TO_OPTIONS = bytes(16 - 6 + 64 + 128) + p.MAGIC_COOKIE  # chaddr padding, sname, file
+_OFFER = p.encode_option(*p.opt_message_type(MessageType.OFFER))
+_ACK = p.encode_option(*p.opt_message_type(MessageType.ACK))
+_MSFT = p.encode_option(*p.opt_ms_release_on_shutdown())
+_END = bytes((p.OPT_END,))
+_DISCOVER_VALUE = bytes((MessageType.DISCOVER,))
+_REQUEST_VALUE = bytes((MessageType.REQUEST,))
+_inet_ntoa = socket.inet_ntoa
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,103 @@ class DhcpLogic:
         self.clock = clock
         # The latest DECLINE per MAC: bounded by the table, however often a guest sends them.
         self.declines: dict[bytes, Decline] = {}
+        self._fast: _FastTable | None = None
+        self._interface: tuple[IPv4Address, bytes] | None = None
+        try:
+            self._fast = _FastTable(self, table.mapping())
+        except ValueError:
+            pass  # a config the general path cannot encode either: it logs per request
+
+    def fast_reply(self, data: bytes, interface_ip: IPv4Address) -> FastReply | tuple[()] | None:
+        """The hot path: DISCOVER → OFFER and REQUEST → ACK straight from the datagram, byte for
+        byte what `parse`, `handle`, `serialise` and `reply_destination` give.
+
+        Returns the reply and its destination, `SILENT` (a request `parse` accepts and `handle`
+        answers with None), or None: not handled here (odd packets, NAKs, INFORM, DECLINE, ...),
+        use the general path."""
+        options = p.scan_request(data)
+        if options is None:
+            return None
+        fast = self._fast
+        mapping = self.table.mapping()
+        if fast is None or fast.source is not mapping:
+            try:
+                fast = self._fast = _FastTable(self, mapping)
+            except ValueError:
+                return None
+        chaddr = data[28:34]
+        entry = fast.entries.get(chaddr)
+        if entry is None:
+            return SILENT
+        yiaddr_siaddr, block, routes = entry
+        ciaddr = data[12:16]
+        kind = options.get(p.OPT_MESSAGE_TYPE)
+        if kind == _DISCOVER_VALUE:
+            kind_option = _OFFER
+            reply_ciaddr = _ZERO4
+        elif kind == _REQUEST_VALUE:
+            sid = options.get(p.OPT_SERVER_ID)
+            wanted = options.get(p.OPT_REQUESTED_IP)
+            if wanted is not None and len(wanted) != 4:
+                wanted = None
+            if sid is not None and len(sid) == 4:  # SELECTING
+                if sid != fast.router_id and sid != self._interface_id(interface_ip):
+                    return SILENT
+                if wanted is None:
+                    wanted = ciaddr
+            elif wanted is None:  # RENEWING / REBINDING
+                if ciaddr == _ZERO4:
+                    return SILENT
+                wanted = ciaddr
+            if wanted != yiaddr_siaddr[:4]:
+                return None  # NAK: the general path
+            kind_option = _ACK
+            reply_ciaddr = ciaddr
+        else:
+            return None
+        route121 = route249 = msft = b""
+        asked = options.get(p.OPT_PARAMETER_REQUEST_LIST)
+        if asked and routes:
+            if p.OPT_CLASSLESS_ROUTES in asked:
+                route121 = routes[0]
+            if p.OPT_MS_CLASSLESS_ROUTES in asked:
+                route249 = routes[1]
+        vendor = options.get(p.OPT_VENDOR_CLASS)
+        if vendor is not None and vendor.startswith(b"MSFT"):
+            msft = _MSFT
+        reply = b"".join(
+            (
+                _REPLY_START,
+                data[4:8],  # xid
+                _SECS,
+                data[10:12],  # flags
+                reply_ciaddr,
+                yiaddr_siaddr,
+                data[24:28],  # giaddr
+                chaddr,
+                _CHADDR_PAD_TO_OPTIONS,
+                kind_option,
+                block,
+                route121,
+                route249,
+                msft,
+                _END,
+            )
+        )
+        if len(reply) < p.MIN_PACKET_SIZE:
+            reply += bytes(p.MIN_PACKET_SIZE - len(reply))
+        giaddr = data[24:28]
+        if giaddr != _ZERO4:
+            return reply, (_inet_ntoa(giaddr), p.SERVER_PORT)
+        if ciaddr != _ZERO4:
+            return reply, (_inet_ntoa(ciaddr), p.CLIENT_PORT)
+        return reply, (_LIMITED_BROADCAST, p.CLIENT_PORT)
+
+    def _interface_id(self, interface_ip: IPv4Address) -> bytes:
+        cached = self._interface
+        if cached is None or cached[0] is not interface_ip:
+            cached = self._interface = (interface_ip, interface_ip.packed)
+        return cached[1]
 
     def handle(self, request: DhcpPacket, interface_ip: IPv4Address) -> DhcpPacket | None:
         """The reply to send for `request`, which arrived on `interface_ip`, or None.
@@ -114,31 +231,8 @@ class DhcpLogic:
     ) -> DhcpPacket:
         net = self.network
         options: list[Option] = [p.opt_message_type(kind), p.opt_server_id(net.router_ip)]
-        if not inform:
-            options.append(p.opt_lease_time(net.lease_seconds))
-            if net.lease_seconds != p.INFINITE_LEASE:
-                options.append(p.opt_renewal_time(net.lease_seconds // 2))
-                options.append(p.opt_rebinding_time(net.lease_seconds * 7 // 8))
-        options.append(p.opt_subnet_mask(net.netmask))
-        options.append(p.opt_broadcast(net.broadcast))
-        gateway = net.gateway if net.gateway != _UNSPECIFIED else None
-        if reservation.default_nic:
-            if gateway is not None:
-                options.append(p.opt_router([gateway]))
-            dns = net.dns_list()
-            if dns:
-                options.append(p.opt_dns(dns))
-            if net.domain:
-                options.append(p.opt_domain(net.domain))
-        else:
-            # dnsmasq's `<tag>,3` / `<tag>,6` / `<tag>,15`: empty options, so only the default NIC
-            # gets a default route, DNS servers and a domain (router spec section 4.2).
-            options += [(p.OPT_ROUTER, b""), (p.OPT_DNS, b""), (p.OPT_DOMAIN, b"")]
-        if reservation.hostname:
-            options.append(p.opt_hostname(reservation.hostname))
-        if net.mtu is not None:
-            options.append(p.opt_mtu(net.mtu))
-        options += self._routes(request, reservation, gateway)
+        options += self.static_options(reservation, inform)
+        options += self._routes(request, reservation)
         if p.is_msft_client(request):
             options.append(p.opt_ms_release_on_shutdown())
         header = self._header(request)
@@ -151,19 +245,67 @@ class DhcpLogic:
             options=tuple(options),
         )
 
-    def _routes(
-        self, request: DhcpPacket, reservation: Reservation, gateway: IPv4Address | None
-    ) -> list[Option]:
-        """Options 121/249, only when routes are configured and the client asked (RFC 3442
-        section 4: servers SHOULD NOT send it unasked). A client using 121 ignores option 3, so
-        the default route goes in too."""
+    def _gateway(self) -> IPv4Address | None:
+        gateway = self.network.gateway
+        return gateway if gateway != _UNSPECIFIED else None
+
+    def static_options(self, reservation: Reservation, inform: bool) -> list[Option]:
+        """A reply's options between the server identifier and the classless routes: the ones that
+        depend only on the reservation and the network, not on the request."""
+        options = self._nic_options(reservation.default_nic, inform)
+        if reservation.hostname:
+            options.append(p.opt_hostname(reservation.hostname))
+        return options + self._tail_options()
+
+    def _nic_options(self, default_nic: bool, inform: bool) -> list[Option]:
+        """`static_options` up to the host name."""
+        net = self.network
+        options: list[Option] = []
+        if not inform:
+            options.append(p.opt_lease_time(net.lease_seconds))
+            if net.lease_seconds != p.INFINITE_LEASE:
+                options.append(p.opt_renewal_time(net.lease_seconds // 2))
+                options.append(p.opt_rebinding_time(net.lease_seconds * 7 // 8))
+        options.append(p.opt_subnet_mask(net.netmask))
+        options.append(p.opt_broadcast(net.broadcast))
+        gateway = self._gateway()
+        if default_nic:
+            if gateway is not None:
+                options.append(p.opt_router([gateway]))
+            dns = net.dns_list()
+            if dns:
+                options.append(p.opt_dns(dns))
+            if net.domain:
+                options.append(p.opt_domain(net.domain))
+        else:
+            # dnsmasq's `<tag>,3` / `<tag>,6` / `<tag>,15`: empty options, so only the default NIC
+            # gets a default route, DNS servers and a domain (router spec section 4.2).
+            options += [(p.OPT_ROUTER, b""), (p.OPT_DNS, b""), (p.OPT_DOMAIN, b"")]
+        return options
+
+    def _tail_options(self) -> list[Option]:
+        """`static_options` after the host name."""
+        mtu = self.network.mtu
+        return [p.opt_mtu(mtu)] if mtu is not None else []
+
+    def route_list(self, default_nic: bool) -> list[Route]:
+        """The routes for options 121/249 (empty: send neither). A client using 121 ignores
+        option 3, so the default NIC gets the default route too."""
         routes = list(self.network.classless_routes)
         if not routes:
             return []
-        if reservation.default_nic and gateway is not None:
-            default = IPv4Network("0.0.0.0/0")
-            if not any(net == default for net, _ in routes):
-                routes.append((default, gateway))
+        gateway = self._gateway()
+        if default_nic and gateway is not None:
+            if not any(net == _DEFAULT_ROUTE for net, _ in routes):
+                routes.append((_DEFAULT_ROUTE, gateway))
+        return routes
+
+    def _routes(self, request: DhcpPacket, reservation: Reservation) -> list[Option]:
+        """Options 121/249, only when routes are configured and the client asked (RFC 3442
+        section 4: servers SHOULD NOT send it unasked)."""
+        routes = self.route_list(reservation.default_nic)
+        if not routes:
+            return []
         asked = p.parameter_request_list(request)
         result: list[Option] = []
         if p.OPT_CLASSLESS_ROUTES in asked:
@@ -171,6 +313,44 @@ class DhcpLogic:
         if p.OPT_MS_CLASSLESS_ROUTES in asked:
             result.append(p.opt_ms_classless_routes(routes))
         return result
+
+
+class _FastTable:
+    """What `DhcpLogic.fast_reply` needs, precomputed for one host list (`source`) and network:
+    per MAC, yiaddr + siaddr and the encoded OFFER/ACK options from the server identifier up to the
+    classless routes (identical for both; only option 53 differs), plus the encoded 121/249 options
+    for that reservation's kind of NIC (empty when no routes are configured)."""
+
+    def __init__(self, logic: DhcpLogic, source: Mapping[bytes, Reservation]) -> None:
+        self.source = source
+        net = logic.network
+        self.router_id = net.router_ip.packed
+        routes: dict[bool, tuple[bytes, bytes] | None] = {}
+        for default_nic in (True, False):
+            route_list = logic.route_list(default_nic)
+            routes[default_nic] = (
+                (
+                    p.encode_option(*p.opt_classless_routes(route_list)),
+                    p.encode_option(*p.opt_ms_classless_routes(route_list)),
+                )
+                if route_list
+                else None
+            )
+        server_id = p.encode_option(*p.opt_server_id(net.router_ip))
+        # `static_options` as bytes: a per-NIC-kind prefix, the host name, a common suffix.
+        prefix = {
+            default_nic: server_id + p.encode_options(logic._nic_options(default_nic, inform=False))
+            for default_nic in (True, False)
+        }
+        suffix = p.encode_options(logic._tail_options())
+        self.entries: dict[bytes, tuple[bytes, bytes, tuple[bytes, bytes] | None]] = {}
+        for mac, reservation in source.items():
+            hostname = p.encode_option(*p.opt_hostname(reservation.hostname)) if reservation.hostname else b""
+            self.entries[mac] = (
+                reservation.ip.packed + self.router_id,
+                prefix[reservation.default_nic] + hostname + suffix,
+                routes[reservation.default_nic],
+            )
 
 
 def reply_destination(request: DhcpPacket, reply: DhcpPacket) -> tuple[str, int]:

@@ -215,10 +215,59 @@ def _parse(data: bytes) -> DhcpPacket:
     )
 
 
+# --- fast reading of requests (the server's hot path) ---------------------------------------------
+
+# The options `scan_request` reports: all that the fast reply path in `logic` reads.
+_SCANNED = frozenset(
+    (OPT_MESSAGE_TYPE, OPT_REQUESTED_IP, OPT_SERVER_ID, OPT_PARAMETER_REQUEST_LIST, OPT_VENDOR_CLASS)
+)
+_ETHERNET_REQUEST = bytes((BOOTREQUEST, HTYPE_ETHERNET, 6))
+
+
+def scan_request(data: bytes) -> dict[int, bytes] | None:
+    """The raw values of the options in `_SCANNED` of an Ethernet BOOTREQUEST that `parse` accepts,
+    building no objects for the other options and no header fields (read those straight from
+    `data`: xid 4:8, flags 10:12, ciaddr 12:16, giaddr 24:28, chaddr 28:34).
+
+    None whenever the answer might differ from `parse`'s or `parse` might reject the packet: not an
+    Ethernet BOOTREQUEST, bad cookie, truncated options, option overload (52), or a scanned option
+    given more than once (RFC 3396 concatenation). Callers then take the general path."""
+    n = len(data)
+    if (
+        n < _OPTIONS_START
+        or data[:3] != _ETHERNET_REQUEST
+        or data[_HEADER_SIZE:_OPTIONS_START] != MAGIC_COOKIE
+    ):
+        return None
+    found: dict[int, bytes] = {}
+    scanned = _SCANNED
+    i = _OPTIONS_START
+    while i < n:
+        code = data[i]
+        if code == OPT_PAD:
+            i += 1
+            continue
+        if code == OPT_END:
+            break
+        if i + 1 >= n:
+            return None
+        end = i + 2 + data[i + 1]
+        if end > n:
+            return None
+        if code in scanned:
+            if code in found:
+                return None
+            found[code] = data[i + 2 : end]
+        elif code == OPT_OVERLOAD:
+            return None
+        i = end
+    return found
+
+
 # --- serialising -----------------------------------------------------------------------------------
 
 
-def _encode_option(code: int, value: bytes) -> bytes:
+def encode_option(code: int, value: bytes) -> bytes:
     """One option, split into 255-byte instances when longer (RFC 3396)."""
     if not value:
         return bytes((code, 0))
@@ -227,6 +276,11 @@ def _encode_option(code: int, value: bytes) -> bytes:
         chunk = value[start : start + 255]
         out += bytes((code, len(chunk))) + chunk
     return bytes(out)
+
+
+def encode_options(options: Iterable[Option]) -> bytes:
+    """The wire form of `options` as `serialise` writes them (no END, no padding)."""
+    return b"".join(encode_option(code, value) for code, value in options)
 
 
 def serialise(packet: DhcpPacket) -> bytes:
@@ -248,7 +302,7 @@ def serialise(packet: DhcpPacket) -> bytes:
     )
     body = bytearray(header + MAGIC_COOKIE)
     for code, value in packet.options:
-        body += _encode_option(code, value)
+        body += encode_option(code, value)
     body.append(OPT_END)
     if len(body) < MIN_PACKET_SIZE:
         body += bytes(MIN_PACKET_SIZE - len(body))

@@ -5,7 +5,7 @@ Only MACs in the table get answers (router spec section 4.1, `dhcp-ignore=tag:!k
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
@@ -54,6 +54,11 @@ class ReservationTable:
 
     def lookup(self, mac: bytes) -> Reservation | None:
         return self._by_mac.get(mac)
+
+    def mapping(self) -> Mapping[bytes, Reservation]:
+        """The current MAC → reservation mapping (read only). `replace_all` swaps in a new object,
+        so an unchanged identity means an unchanged host list: callers key precomputed data on it."""
+        return self._by_mac
 
     def __len__(self) -> int:
         return len(self._by_mac)

@@ -99,6 +99,16 @@ class DhcpServerProtocol(DatagramProtocol):
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:  # noqa: N802 (Twisted API)
         try:
+            # DISCOVER/REQUEST from known MACs: precomputed bytes, no packet objects.
+            fast = self.logic.fast_reply(datagram, self.interface_ip)
+        except Exception:
+            fast = None  # defensive: the general path below decides (and logs if it fails too)
+        if fast is not None:
+            if fast:
+                data, destination = fast
+                self._send(data, destination)
+            return
+        try:
             request = parse(datagram)
         except MalformedPacket as e:
             self._dropped(addr, str(e))
@@ -114,6 +124,9 @@ class DhcpServerProtocol(DatagramProtocol):
             # the server either way.
             self.log.failure("DHCP request from {addr} on {device} not handled", addr=addr, device=self.device)
             return
+        self._send(data, destination)
+
+    def _send(self, data: bytes, destination: tuple[str, int]) -> None:
         transport = self.transport
         if transport is None:
             return

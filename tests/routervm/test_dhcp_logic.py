@@ -3,6 +3,8 @@ byte, for every client state, plus fuzzing that `handle` never raises."""
 
 from __future__ import annotations
 
+import random
+import struct
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
@@ -12,7 +14,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from routervm.dhcp import packet as p
-from routervm.dhcp.logic import DhcpLogic, reply_destination
+from routervm.dhcp.logic import SILENT, DhcpLogic, FastReply, reply_destination
 from routervm.dhcp.packet import DhcpPacket, MalformedPacket, MessageType, Option
 from routervm.dhcp.reservations import (
     NetworkConfig,
@@ -384,10 +386,14 @@ class HandleNeverRaisesTests(LogicTestCase):
         self.logic = DhcpLogic(self.table, replace(NETWORK, classless_routes=(meta,), mtu=1500), self.clock)
 
     def check(self, data: bytes) -> None:
+        fast = self.logic.fast_reply(data, ROUTER)
         try:
             pkt = p.parse(data)
         except MalformedPacket:
+            self.assertIsNone(fast)
             return
+        if fast is not None:
+            self.assertEqual(fast, general_reply(self.logic, data, ROUTER))
         reply = self.logic.handle(pkt, ROUTER)
         if reply is not None:
             reply_destination(pkt, reply)
@@ -434,3 +440,198 @@ class HandleNeverRaisesTests(LogicTestCase):
     @given(st.binary(max_size=600))
     def test_random_bytes(self, data: bytes) -> None:
         self.check(data)
+
+
+def general_reply(logic: DhcpLogic, data: bytes, interface_ip: IPv4Address) -> FastReply | tuple[()] | str:
+    """What parse, handle, serialise and reply_destination make of `data`, in `fast_reply`'s terms
+    ("malformed" when parse rejects it)."""
+    try:
+        pkt = p.parse(data)
+    except MalformedPacket:
+        return "malformed"
+    reply = logic.handle(pkt, interface_ip)
+    if reply is None:
+        return SILENT
+    return p.serialise(reply), reply_destination(pkt, reply)
+
+
+class FastPathEquivalenceTests(SynchronousTestCase):
+    """`DhcpLogic.fast_reply` gives byte for byte what the general path gives, whenever it answers,
+    over randomised networks, reservations and requests; and it does answer ordinary DORA traffic."""
+
+    def random_network(self, rng: random.Random) -> NetworkConfig:
+        routes: list[tuple[IPv4Network, IPv4Address]] = []
+        if rng.random() < 0.6:
+            routes.append((IPv4Network("169.254.169.254/32"), ROUTER))
+            for _ in range(rng.randrange(4)):
+                width = rng.randrange(0, 33)
+                net = IPv4Network((rng.getrandbits(32), width), strict=False)
+                routes.append((net, A(rng.getrandbits(32))))
+            if rng.random() < 0.3:
+                many = [(IPv4Network((0x0A000000 + (i << 8), 24)), ROUTER) for i in range(40)]
+                routes += many  # over 255 bytes: split into several instances (RFC 3396)
+        return NetworkConfig(
+            router_ip=ROUTER,
+            subnet=IPv4Network(rng.choice(["10.1.1.0/24", "10.1.0.0/16", "10.1.1.0/28"])),
+            gateway=rng.choice([ROUTER, None, ZERO, A("10.1.1.254")]),
+            domain=rng.choice([None, "", "cloudnine.internal", "x" * 300]),
+            dns_servers=tuple(rng.sample([A("8.8.8.8"), A("8.8.4.4"), ROUTER], rng.randrange(4))),
+            router_dns=rng.random() < 0.7,
+            lease_seconds=rng.choice([p.INFINITE_LEASE, 3600, 86400, 1]),
+            classless_routes=tuple(routes),
+            mtu=rng.choice([None, 1500, 9000]),
+        )
+
+    def random_reservations(self, rng: random.Random) -> list[Reservation]:
+        return [
+            Reservation(
+                bytes((2, 0, 0, 0, 0, i)),
+                A(0x0A010100 + 10 + i),
+                rng.choice([None, "", f"vm{i}", "h" * 200]),
+                default_nic=rng.random() < 0.6,
+            )
+            for i in range(rng.randrange(1, 8))
+        ]
+
+    def random_request(
+        self, rng: random.Random, reservations: list[Reservation], iface: IPv4Address
+    ) -> tuple[bytes, bool]:
+        """A request as bytes, and whether it was made odd (overload, option 53 twice, ...)."""
+        reservation = rng.choice(reservations)
+        mac = reservation.mac if rng.random() < 0.9 else UNKNOWN
+        right = reservation.ip
+        wrong = A("10.1.1.222")
+        kind = rng.choice(
+            [MessageType.DISCOVER] * 4
+            + [MessageType.REQUEST] * 6
+            + [MessageType.INFORM, MessageType.DECLINE, MessageType.RELEASE, MessageType.OFFER]
+        )
+        options: list[Option] = []
+        ciaddr = ZERO
+        if kind is MessageType.REQUEST:
+            state = rng.choice(["selecting", "init-reboot", "renewing", "odd"])
+            if state == "selecting":
+                options += [
+                    requested(rng.choice([right, right, wrong])),
+                    server(rng.choice([ROUTER, iface, A("10.9.9.9")])),
+                ]
+            elif state == "init-reboot":
+                options.append(requested(rng.choice([right, right, wrong])))
+            elif state == "renewing":
+                ciaddr = rng.choice([right, right, wrong])
+            else:
+                options += rng.choice(
+                    [[], [(p.OPT_SERVER_ID, b"\x0a\x01")], [(p.OPT_REQUESTED_IP, b"\x0a")], [server(ROUTER)]]
+                )
+                ciaddr = rng.choice([ZERO, right, wrong])
+        elif rng.random() < 0.2:
+            ciaddr = rng.choice([right, wrong])
+        prl = [1, 3, 6, 12, 15, 26, 28, 51, 58, 59]
+        for code in (p.OPT_CLASSLESS_ROUTES, p.OPT_MS_CLASSLESS_ROUTES):
+            if rng.random() < 0.5:
+                prl.append(code)
+        rng.shuffle(prl)
+        if rng.random() < 0.9:
+            options.append((p.OPT_PARAMETER_REQUEST_LIST, bytes(prl)))
+        vendor = rng.choice([None, b"MSFT 5.0", b"MSFT", b"dhcpcd-9.4.1", b"MSF", b""])
+        if vendor is not None:
+            options.append((p.OPT_VENDOR_CLASS, vendor))
+        if rng.random() < 0.5:
+            options.append((p.OPT_CLIENT_ID, b"\x01" + mac))
+        if rng.random() < 0.3:
+            options.append(p.opt_hostname("guest"))
+        rng.shuffle(options)
+        options.insert(rng.randrange(len(options) + 1), p.opt_message_type(kind))
+        pkt = DhcpPacket(
+            op=p.BOOTREQUEST,
+            xid=rng.getrandbits(32),
+            chaddr=mac,
+            secs=rng.choice([0, 5]),
+            hops=rng.choice([0, 0, 1]),
+            flags=rng.choice([0, p.BROADCAST_FLAG, p.BROADCAST_FLAG | 1]),
+            ciaddr=ciaddr,
+            giaddr=rng.choice([ZERO, ZERO, A("192.168.7.1")]),
+            sname=rng.choice([b"", b"server"]),
+            options=tuple(options),
+        )
+        data = bytearray(p.serialise(pkt))
+        if rng.random() < 0.2:
+            data[28 + 6 : 28 + 16] = rng.randbytes(10)  # junk after chaddr: replies must not echo it
+        tweak = rng.random()
+        if tweak < 0.05:  # an option area without END, and pads in front
+            end = data.index(p.OPT_END, 240)
+            data = data[:240] + b"\x00\x00" + data[240:end]
+        elif tweak < 0.1:  # option 53 twice (concatenated on parse: no message type)
+            data = data[:240] + bytes((53, 1, kind)) + data[240:]
+        elif tweak < 0.13:  # option overload, the file field holding the PRL
+            data[108:236] = bytes((55, 2, 121, 249, 255)) + bytes(123)
+            data = data[:240] + bytes((52, 1, 1)) + data[240:]
+        elif tweak < 0.16:  # truncated
+            data = data[: rng.randrange(230, len(data))]
+        return bytes(data), 0.05 <= tweak < 0.16
+
+    def test_randomised_equivalence(self) -> None:
+        rng = random.Random(20261122)
+        answered = fallback = 0
+        for _ in range(150):
+            network = self.random_network(rng)
+            reservations = self.random_reservations(rng)
+            logic = DhcpLogic(ReservationTable(reservations), network, Clock())
+            iface = rng.choice([ROUTER, A("10.1.1.2")])
+            for _ in range(60):
+                data, odd = self.random_request(rng, reservations, iface)
+                fast = logic.fast_reply(data, iface)
+                general = general_reply(logic, data, iface)
+                if fast is None:
+                    fallback += 1
+                    # Only NAKs, other message types and odd packets take the general path.
+                    if isinstance(general, tuple) and general and not odd:
+                        reply_kind = p.message_type(p.parse(general[0]))
+                        request_kind = p.message_type(p.parse(data))
+                        self.assertTrue(
+                            reply_kind is MessageType.NAK
+                            or request_kind not in (MessageType.DISCOVER, MessageType.REQUEST)
+                        )
+                    continue
+                answered += 1
+                self.assertEqual(fast, general, data.hex())
+        self.assertGreater(answered, 4000)
+        self.assertGreater(fallback, 1000)
+
+    def test_common_dora_takes_the_fast_path(self) -> None:
+        table = ReservationTable(
+            [Reservation(MAC, IP, "web1"), Reservation(MAC2, IP2, None, default_nic=False)]
+        )
+        logic = DhcpLogic(table, NETWORK, Clock())
+        prl = (p.OPT_PARAMETER_REQUEST_LIST, bytes([1, 3, 6, 121]))
+        for mac, ip in ((MAC, IP), (MAC2, IP2)):
+            for pkt in (
+                request(MessageType.DISCOVER, mac=mac, extra=(prl,)),
+                request(MessageType.REQUEST, mac=mac, extra=(requested(ip), server(ROUTER), prl)),
+                request(MessageType.REQUEST, mac=mac, extra=(requested(ip),)),
+                request(MessageType.REQUEST, mac=mac, ciaddr=ip),
+                request(MessageType.REQUEST, mac=mac, ciaddr=ip, giaddr=A("192.168.7.1")),
+            ):
+                data = p.serialise(pkt)
+                fast = logic.fast_reply(data, ROUTER)
+                self.assertIsNotNone(fast)
+                self.assertEqual(fast, general_reply(logic, data, ROUTER))
+        silent = p.serialise(request(MessageType.DISCOVER, mac=UNKNOWN))
+        self.assertEqual(logic.fast_reply(silent, ROUTER), SILENT)
+        nak = p.serialise(request(MessageType.REQUEST, extra=(requested(IP2),)))
+        self.assertIsNone(logic.fast_reply(nak, ROUTER))
+
+    def test_fast_path_follows_table_replacement(self) -> None:
+        table = ReservationTable([Reservation(MAC, IP, "web1")])
+        logic = DhcpLogic(table, NETWORK, Clock())
+        discover = p.serialise(request(MessageType.DISCOVER))
+        before = logic.fast_reply(discover, ROUTER)
+        assert before
+        self.assertEqual(struct.unpack_from("!4s", before[0], 16)[0], IP.packed)
+        table.replace_all([Reservation(MAC, IP2, "web2")])
+        after = logic.fast_reply(discover, ROUTER)
+        assert after
+        self.assertEqual(after[0][16:20], IP2.packed)
+        self.assertEqual(after, general_reply(logic, discover, ROUTER))
+        table.replace_all([])
+        self.assertEqual(logic.fast_reply(discover, ROUTER), SILENT)

@@ -106,6 +106,34 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(ack.yiaddr, IP)
         self.assertEqual(p.hostname(ack), "vm1")
 
+    def test_fast_and_general_paths_send_the_same(self) -> None:
+        """DISCOVER/REQUEST take `DhcpLogic.fast_reply`; with it disabled (the general path) the
+        server writes the very same bytes to the same place. A NAK still goes out."""
+        nak = build(MessageType.REQUEST, extra=((p.OPT_REQUESTED_IP, IP2.packed),))
+        datagrams = [DISCOVER, REQUEST, build(MessageType.REQUEST, ciaddr=IP), nak]
+        for data in datagrams:
+            self.proto.datagramReceived(data, CLIENT)
+        fast = list(self.transport.written)
+        self.transport.written.clear()
+        self.assertIsNotNone(self.proto.logic.fast_reply(DISCOVER, ROUTER))
+        self.proto.logic.fast_reply = lambda data, ip: None  # type: ignore[method-assign]
+        for data in datagrams:
+            self.proto.datagramReceived(data, CLIENT)
+        self.assertEqual(len(fast), 4)
+        self.assertEqual(self.transport.written, fast)
+        self.assertEqual(p.message_type(p.parse(fast[3][0])), MessageType.NAK)
+
+    def test_fast_path_failure_falls_back(self) -> None:
+        """Should the fast path ever raise, the general path still answers."""
+
+        def broken(data: bytes, ip: IPv4Address) -> None:
+            raise RuntimeError("bug")
+
+        self.proto.logic.fast_reply = broken  # type: ignore[assignment,method-assign]
+        self.proto.datagramReceived(DISCOVER, CLIENT)
+        [(offer, _)] = self.replies()
+        self.assertEqual(offer.yiaddr, IP)
+
     def test_renewal_unicast_to_ciaddr(self) -> None:
         """A RENEWING request (ciaddr set, no 50/54) is ACKed to the client's address."""
         self.proto.datagramReceived(build(MessageType.REQUEST, ciaddr=IP), (str(IP), 68))
