@@ -1,0 +1,365 @@
+"""Benchmark of the router's metadata service: our lean HTTP/1.1 responder against nginx.
+
+Run as root from a clone after ``pip install .[test]``::
+
+    python bench/router_metadata.py [--rounds 3] [--duration 10] [--connections 32]
+
+Installs ``nginx-light`` and ``wrk`` with apt-get when they are missing.  One VM's metadata (the
+router.md §7.3 example VM: 11 keys, two SSH keys, 2 KiB of user data) is served
+
+* by **nginx**: the files written from `MetadataView` (the manifest as the directory's index),
+  ``default_type text/plain``, one process (``master_process off``), ``open_file_cache`` on,
+  keep-alive without a request limit, access log off;
+* by **routervm**: `MetadataFactory` on the epoll reactor, in a child process started from this
+  file (``--serve``), with a `StaticNeighbours` table mapping 127.0.0.1 on ``lo`` to the VM's MAC,
+  so every request goes through the full owner lookup.
+
+Both listen on 127.0.0.1 pinned to core 1 (``taskset``); ``wrk -t1 -c32 -d10s --latency`` pinned
+to core 0 requests a rotating set of metadata paths (cloud-init's sequence, a Lua script written
+by the bench).  Before timing, every path is fetched from both servers and the bodies compared.
+Each round measures nginx then ours; the figures are medians over the rounds and the ratio the
+median of the per-round ratios.  Target (DESIGN.md §6): ours ≥ 0.5× nginx's requests/s, our p99 ≤
+5 ms.  Exit status 0 whether or not the target is met; non-zero when a tool is missing or fails.
+Servers are stopped by their PIDs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from routervm.metadata.content import MetadataView  # noqa: E402
+from routervm.records import Nic, VmRecord  # noqa: E402
+
+MAC = "02:00:4c:5e:00:02"
+INTERFACE = "lo"
+ADDRESS = "127.0.0.1"
+KEYS = (
+    "service-offering",
+    "availability-zone",
+    "local-ipv4",
+    "local-hostname",
+    "public-ipv4",
+    "public-hostname",
+    "instance-id",
+    "vm-id",
+    "public-keys",
+    "cloud-identifier",
+    "hypervisor-host-name",
+)
+PATHS = (
+    "/latest/meta-data/instance-id",
+    "/latest/user-data",
+    "/latest/meta-data/",
+    *(f"/latest/meta-data/{key}" for key in KEYS),
+    "/latest/public-keys",
+)
+SERVER_CORE = "1"
+CLIENT_CORE = "0"
+
+
+def bench_record() -> VmRecord:
+    return VmRecord(
+        uuid="9f1c2b7e-1111-4222-8333-444455556666",
+        instance_name="i-2-5-VM",
+        hostname="web1",
+        nics=(Nic(mac=MAC, ip=ADDRESS, default=True, interface=INTERFACE),),
+        service_offering="Small Instance",
+        availability_zone="zone1",
+        public_ipv4="203.0.113.10",
+        public_hostname="203.0.113.10",
+        cloud_identifier="0c3e9b36-aaaa-bbbb-cccc-ddddeeeeffff",
+        hypervisor_host_name="kvm-host-07",
+        user_data=b"#cloud-config\n" + b"# padding line for a typical user-data size\n" * 46,
+        public_keys=(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop",
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ bob@desk",
+        ),
+    )
+
+
+# -- the lean server child ---------------------------------------------------------------------
+
+
+def serve(port: int, ready_file: str) -> None:
+    """Child process: our metadata listener on ADDRESS:port until SIGTERM."""
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor
+
+    from routervm.metadata.server import MetadataFactory, MetadataService
+    from routervm.neighbours import StaticNeighbours
+    from routervm.records import RecordIndex
+
+    service = MetadataService(RecordIndex([bench_record()]), StaticNeighbours({(INTERFACE, ADDRESS): MAC}))
+    listening = reactor.listenTCP(
+        port, MetadataFactory(service, INTERFACE, reactor), backlog=1024, interface=ADDRESS
+    )  # type: ignore[attr-defined]
+    with open(ready_file, "w") as stream:
+        stream.write(str(listening.getHost().port))
+    reactor.run()  # type: ignore[attr-defined]
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def ensure_tools() -> None:
+    missing = [pkg for tool, pkg in (("nginx", "nginx-light"), ("wrk", "wrk")) if not find(tool)]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"missing {', '.join(missing)}; run as root to install them")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env)
+    for tool in ("nginx", "wrk", "taskset"):
+        if not find(tool):
+            sys.exit(f"{tool} is still missing")
+
+
+def find(tool: str) -> str | None:
+    return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((ADDRESS, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection((ADDRESS, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {ADDRESS}:{port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop one server by its PID."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def fetch(port: int, path: str) -> tuple[int, bytes]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://{ADDRESS}:{port}{path}", timeout=5) as response:
+        return response.status, response.read()
+
+
+def write_nginx(workdir: str, view: MetadataView) -> str:
+    docroot = os.path.join(workdir, "www")
+    for path in PATHS:
+        body = view.lookup(path)
+        assert body is not None, path
+        target = os.path.join(docroot, path.lstrip("/"))
+        if path.endswith("/"):
+            target = os.path.join(target, "index.txt")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as stream:
+            stream.write(body)
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as stream:
+        stream.write(
+            f"""
+daemon off;
+master_process off;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{ worker_connections 1024; use epoll; }}
+http {{
+    types {{ }}
+    default_type text/plain;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 100000000;
+    keepalive_timeout 60s;
+    open_file_cache max=1000 inactive=60s;
+    open_file_cache_valid 60s;
+    client_body_temp_path {workdir}/body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    server {{
+        listen {ADDRESS}:PORT;
+        root {docroot};
+        index index.txt;
+    }}
+}}
+"""
+        )
+    return conf
+
+
+def start_nginx(conf: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    with open(conf) as stream:
+        text = re.sub(r"listen [0-9.]+:\S+;", f"listen {ADDRESS}:{port};", stream.read())
+    with open(conf, "w") as stream:
+        stream.write(text.replace("PORT", str(port)))
+    nginx = find("nginx")
+    assert nginx is not None
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, nginx, "-c", conf, "-e", "stderr"])
+    wait_listening(port, proc)
+    return proc, port
+
+
+def start_lean(workdir: str) -> tuple[subprocess.Popen[bytes], int]:
+    ready = os.path.join(workdir, "lean.port")
+    if os.path.exists(ready):
+        os.unlink(ready)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            SERVER_CORE,
+            sys.executable,
+            os.path.abspath(__file__),
+            "--serve",
+            str(port),
+            ready,
+        ],
+        cwd=ROOT,
+    )
+    wait_listening(port, proc)
+    return proc, port
+
+
+def lua_script(workdir: str) -> str:
+    path = os.path.join(workdir, "rotate.lua")
+    with open(path, "w") as stream:
+        stream.write("local paths = {" + ", ".join(json.dumps(p) for p in PATHS) + "}\n")
+        stream.write(
+            "local i = 0\n"
+            "request = function()\n"
+            "  i = i + 1\n"
+            '  return wrk.format("GET", paths[(i % #paths) + 1])\n'
+            "end\n"
+        )
+    return path
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(port: int, script: str, args: argparse.Namespace) -> tuple[float, float]:
+    """(requests/s, p99 latency in ms)."""
+    wrk = find("wrk")
+    assert wrk is not None
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            CLIENT_CORE,
+            wrk,
+            "-t1",
+            f"-c{args.connections}",
+            f"-d{args.duration}s",
+            "--latency",
+            "-s",
+            script,
+            f"http://{ADDRESS}:{port}/",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        sys.exit(f"wrk saw errors:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"^\s+99%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M)
+    assert p99 is not None, out
+    return rate, float(p99.group(1)) * _UNITS[p99.group(2)]
+
+
+def check_same(nginx_port: int, lean_port: int, view: MetadataView) -> None:
+    for path in PATHS:
+        ours, theirs = fetch(lean_port, path), fetch(nginx_port, path)
+        if ours != theirs or ours != (200, view.lookup(path)):
+            sys.exit(f"answers differ for {path}: ours {ours!r}, nginx {theirs!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--serve", nargs=2, metavar=("PORT", "READY_FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(int(args.serve[0]), args.serve[1])
+        return
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs two cores (server on core 1, wrk on core 0)")
+    ensure_tools()
+    view = MetadataView(bench_record())
+    results: list[tuple[float, float, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-metadata-") as workdir:
+        conf = write_nginx(workdir, view)
+        script = lua_script(workdir)
+        for number in range(1, args.rounds + 1):
+            nginx, nginx_port = start_nginx(conf)
+            lean, lean_port = start_lean(workdir)
+            try:
+                check_same(nginx_port, lean_port, view)
+                stop(lean)
+                nginx_rate, nginx_p99 = run_wrk(nginx_port, script, args)
+                stop(nginx)
+                lean, lean_port = start_lean(workdir)
+                lean_rate, lean_p99 = run_wrk(lean_port, script, args)
+            finally:
+                stop(lean)
+                stop(nginx)
+            results.append((nginx_rate, nginx_p99, lean_rate, lean_p99))
+            print(
+                f"round {number}: nginx {nginx_rate:9.0f} req/s p99 {nginx_p99:6.2f} ms | "
+                f"routervm {lean_rate:9.0f} req/s p99 {lean_p99:6.2f} ms | ratio {lean_rate / nginx_rate:.2f}",
+                flush=True,
+            )
+    nginx_rate = statistics.median(r[0] for r in results)
+    nginx_p99 = statistics.median(r[1] for r in results)
+    lean_rate = statistics.median(r[2] for r in results)
+    lean_p99 = statistics.median(r[3] for r in results)
+    ratio = statistics.median(r[2] / r[0] for r in results)
+    print(
+        f"median over {len(results)} rounds (wrk -t1 -c{args.connections} -d{args.duration}s, {len(PATHS)} paths):"
+    )
+    print(f"  nginx     {nginx_rate:9.0f} req/s   p99 {nginx_p99:6.2f} ms")
+    print(f"  routervm  {lean_rate:9.0f} req/s   p99 {lean_p99:6.2f} ms")
+    verdict = "met" if ratio >= 0.5 and lean_p99 <= 5.0 else "NOT met"
+    print(f"  ratio     {ratio:.2f}x   (target >= 0.50x and p99 <= 5 ms: {verdict})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Tests for `routervm.neighbours`: parsing /proc/net/arp and the clock-driven cache."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from routervm.neighbours import ProcArpNeighbours, StaticNeighbours, parse_proc_arp
+
+HEADER = "IP address       HW type     Flags       HW address            Mask     Device\n"
+FIXTURE = HEADER + (
+    "10.1.1.50        0x1         0x2         02:00:4C:5E:00:02     *        eth0\n"
+    "10.1.1.51        0x1         0x0         02:00:4c:5e:00:03     *        eth0\n"  # incomplete
+    "10.1.1.52        0x1         0x6         02:00:4c:5e:00:04     *        eth0\n"  # complete+perm
+    "10.1.1.53        0x1         0x2         00:00:00:00:00:00     *        eth0\n"
+    "10.2.2.50        0x1         0x2         02:00:4c:5e:00:09     *        eth3\n"
+    "10.1.1.50        0x1         0x2         02:00:4c:5e:00:77     *        eth3\n"
+    "garbage line\n"
+    "10.1.1.99        0x1         0xZZ        02:00:4c:5e:00:99     *        eth0\n"
+    "not-an-ip        0x1         0x2         02:00:4c:5e:00:98     *        eth0\n"
+)
+
+
+class ParseTests(SynchronousTestCase):
+    def test_complete_entries_only(self) -> None:
+        """Only lines with the complete flag and a real MAC count; MACs are lower-cased and the
+        device is part of the key."""
+        self.assertEqual(
+            parse_proc_arp(FIXTURE),
+            {
+                ("eth0", "10.1.1.50"): "02:00:4c:5e:00:02",
+                ("eth0", "10.1.1.52"): "02:00:4c:5e:00:04",
+                ("eth3", "10.2.2.50"): "02:00:4c:5e:00:09",
+                ("eth3", "10.1.1.50"): "02:00:4c:5e:00:77",
+            },
+        )
+
+    def test_empty(self) -> None:
+        self.assertEqual(parse_proc_arp(""), {})
+        self.assertEqual(parse_proc_arp(HEADER), {})
+
+
+class StaticTests(SynchronousTestCase):
+    def test_lookup(self) -> None:
+        table = StaticNeighbours({("eth0", "10.1.1.50"): "02:00:4C:5E:00:02"})
+        self.assertEqual(table.mac_for("eth0", "10.1.1.50"), "02:00:4c:5e:00:02")
+        self.assertIsNone(table.mac_for("eth1", "10.1.1.50"))
+        self.assertIsNone(table.mac_for("eth0", "10.1.1.51"))
+        self.assertIsNone(table.mac_for("eth0", "nonsense"))
+        table.remove("eth0", "10.1.1.50")
+        self.assertIsNone(table.mac_for("eth0", "10.1.1.50"))
+
+    def test_mapped_ipv4(self) -> None:
+        """An IPv4-mapped IPv6 source finds the IPv4 entry."""
+        table = StaticNeighbours({("eth0", "10.1.1.50"): "02:00:4c:5e:00:02"})
+        self.assertEqual(table.mac_for("eth0", "::ffff:10.1.1.50"), "02:00:4c:5e:00:02")
+
+
+class ProcArpTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        handle, self.path = tempfile.mkstemp(prefix="arp-")
+        os.close(handle)
+        self.addCleanup(os.unlink, self.path)
+        self.write(FIXTURE)
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.table = ProcArpNeighbours(self.path, clock=self.clock, max_age=1.0, miss_interval=0.1)
+
+    def write(self, text: str) -> None:
+        with open(self.path, "w") as stream:
+            stream.write(text)
+
+    def test_lookup(self) -> None:
+        self.assertEqual(self.table.mac_for("eth0", "10.1.1.50"), "02:00:4c:5e:00:02")
+        self.assertEqual(self.table.mac_for("eth3", "10.1.1.50"), "02:00:4c:5e:00:77")
+        self.assertIsNone(self.table.mac_for("eth0", "10.1.1.51"))
+        self.assertIsNone(self.table.mac_for("eth0", "bogus"))
+
+    def test_hits_cached_until_max_age(self) -> None:
+        """Hits are served from the parsed table until it is ``max_age`` old; then re-read."""
+        self.assertEqual(self.table.mac_for("eth0", "10.1.1.50"), "02:00:4c:5e:00:02")
+        self.assertEqual(self.table.reads, 1)
+        self.write(HEADER + "10.1.1.50 0x1 0x2 02:00:4c:5e:00:aa * eth0\n")
+        self.clock.advance(0.9)
+        self.assertEqual(self.table.mac_for("eth0", "10.1.1.50"), "02:00:4c:5e:00:02")
+        self.assertEqual(self.table.reads, 1)
+        self.clock.advance(0.1)
+        self.assertEqual(self.table.mac_for("eth0", "10.1.1.50"), "02:00:4c:5e:00:aa")
+        self.assertEqual(self.table.reads, 2)
+
+    def test_miss_rereads_at_most_once_per_interval(self) -> None:
+        """A new neighbour is found by re-reading on a miss, but misses in a burst read once."""
+        self.assertIsNone(self.table.mac_for("eth0", "10.1.1.60"))
+        self.assertEqual(self.table.reads, 1)
+        for _ in range(50):
+            self.assertIsNone(self.table.mac_for("eth0", "10.1.1.60"))
+        self.assertEqual(self.table.reads, 1)
+        self.write(FIXTURE + "10.1.1.60 0x1 0x2 02:00:4c:5e:00:60 * eth0\n")
+        self.clock.advance(0.1)
+        self.assertEqual(self.table.mac_for("eth0", "10.1.1.60"), "02:00:4c:5e:00:60")
+        self.assertEqual(self.table.reads, 2)
+        self.clock.advance(0.1)
+        self.assertIsNone(self.table.mac_for("eth0", "10.1.1.61"))
+        self.assertEqual(self.table.reads, 3)
+
+    def test_unreadable_file(self) -> None:
+        """A missing file gives an empty table (and a logged warning), never an exception."""
+        table = ProcArpNeighbours(self.path + ".missing", clock=self.clock)
+        self.assertIsNone(table.mac_for("eth0", "10.1.1.50"))
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+    def test_real_proc(self) -> None:
+        """The real /proc/net/arp parses (whatever it holds)."""
+        if not os.path.exists("/proc/net/arp"):
+            self.skipTest("no /proc/net/arp")
+        table = ProcArpNeighbours(clock=self.clock)
+        self.assertIsNone(table.mac_for("no-such-device", "10.255.255.254"))
+        self.assertEqual(table.reads, 1)
