@@ -7,8 +7,9 @@ to reach the router.
 
 `ProcArpNeighbours` reads ``/proc/net/arp`` (an in-memory kernel read, no disk I/O) and keeps the
 parsed table for ``max_age`` seconds on the injected clock; a lookup that misses re-reads the table
-at most once every ``miss_interval`` seconds, so a new guest is seen at once while a flood of
-unknown sources cannot turn every request into a read.  Only complete entries (flag ``0x2``,
+unless the same (interface, address) already missed within ``miss_interval`` seconds, so a new
+guest is seen on its first request while one source repeating its requests cannot turn each of
+them into a read.  Only complete entries (flag ``0x2``,
 ``ATF_COM``) count.  `StaticNeighbours` is a fixed table for tests and benches.
 """
 
@@ -107,6 +108,9 @@ class StaticNeighbours:
         return None if canonical is None else self._table.get((interface, canonical))
 
 
+MAX_MISSES_REMEMBERED = 4096
+
+
 class ProcArpNeighbours:
     """The kernel's ARP table from ``/proc/net/arp``, cached on ``clock``.
 
@@ -136,6 +140,7 @@ class ProcArpNeighbours:
         self._miss_interval = min(miss_interval, max_age)
         self._table: Table = {}
         self._read_at: float | None = None
+        self._missed: dict[tuple[str, str], float] = {}
         self.reads = 0
 
     def __repr__(self) -> str:
@@ -166,7 +171,15 @@ class ProcArpNeighbours:
             return None
         key = (interface, canonical)
         found = self._table.get(key)
-        if found is None and self._read_at is not None and now - self._read_at >= self._miss_interval:
+        if found is not None:
+            return found
+        last = self._missed.get(key)
+        if last is not None and 0 <= now - last < self._miss_interval:
+            return None  # this source missed a moment ago: no new read for it
+        if len(self._missed) >= MAX_MISSES_REMEMBERED:
+            self._missed.clear()
+        self._missed[key] = now
+        if self._read_at != now:  # the table was not read at this very moment already
             self._refresh(now)
             found = self._table.get(key)
         return found

@@ -106,6 +106,18 @@ class ProcArpTests(SynchronousTestCase):
         self.assertIsNone(self.table.mac_for("eth0", "10.1.1.61"))
         self.assertEqual(self.table.reads, 3)
 
+    def test_new_neighbour_right_after_another_miss(self) -> None:
+        """A guest seen for the first time is found on its first request even when another
+        source missed a moment before; only the same source repeating is held back."""
+        self.assertIsNone(self.table.mac_for("eth0", "10.1.1.60"))
+        self.clock.advance(0.01)
+        self.write(FIXTURE + "10.1.1.61 0x1 0x2 02:00:4c:5e:00:61 * eth0\n")
+        self.assertEqual(self.table.mac_for("eth0", "10.1.1.61"), "02:00:4c:5e:00:61")
+        self.assertEqual(self.table.reads, 2)
+        self.clock.advance(0.01)
+        self.assertIsNone(self.table.mac_for("eth0", "10.1.1.60"))
+        self.assertEqual(self.table.reads, 2)
+
     def test_unreadable_file(self) -> None:
         """A missing file gives an empty table (and a logged warning), never an exception."""
         table = ProcArpNeighbours(self.path + ".missing", clock=self.clock)
