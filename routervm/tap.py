@@ -19,6 +19,10 @@ class Options(usage.Options):
         ["control-listen", None, "tcp:3922:interface=127.0.0.1", "Endpoint of the control API (TLS is added)."],
         ["config", "c", None, "Settings file (TOML)."],
     ]
+    optFlags = [
+        ["no-data-plane", None, "Serve the control API only, not the guest network (DHCP, DNS, metadata, "
+                                "the password server and the NAT rules)."],
+    ]
 
     def postOptions(self) -> None:  # noqa: N802 (Twisted API)
         self["basedir"] = os.path.abspath(self["basedir"])
@@ -47,5 +51,17 @@ def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
     state_dir = os.path.join(options["basedir"], "state")
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     key = load_or_create_key(os.path.join(state_dir, KEY_FILE))
-    return RouterService(reactor=reactor, state_dir=state_dir, tls=options["tls"],
-                         control_listen=options["control-listen"], config=options["settings"], key=key)
+    service = RouterService(reactor=reactor, state_dir=state_dir, tls=options["tls"],
+                            control_listen=options["control-listen"], config=options["settings"], key=key)
+    if not options["no-data-plane"]:
+        from routervm.dataplane import DataPlane
+        from routervm.nat.apply import RuleApplier
+        from routervm.neighbours import ProcArpNeighbours
+        from routervm.process import RunProcess
+
+        # 3. the data plane: DHCP, DNS, metadata, passwords and NAT rules on the guest network
+        data_plane = DataPlane(service.keeper, reactor, applier=RuleApplier(RunProcess(reactor)),
+                               neighbours=ProcArpNeighbours(clock=reactor))
+        data_plane.setName("data-plane")
+        service.add_data_plane(data_plane)
+    return service

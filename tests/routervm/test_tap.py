@@ -78,7 +78,7 @@ class OptionsTests(SynchronousTestCase):
         svc = tap.makeService(self.parse("--control-listen", "tcp:0:interface=127.0.0.1"))
         self.assertIsInstance(svc, RouterService)
         assert isinstance(svc, RouterService)
-        self.assertEqual([child.name for child in svc], ["state", "control"])
+        self.assertEqual([child.name for child in svc], ["state", "control", "data-plane"])
         self.assertIsInstance(svc.getServiceNamed("control"), StreamServerEndpointService)
         self.assertFalse(svc.running)
         key = os.path.join(self.basedir, "state", KEY_FILE)

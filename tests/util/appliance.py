@@ -85,10 +85,16 @@ class StorageAppliance(TlsAppliance):
 
 class RouterAppliance(TlsAppliance):
     """`twistd -n routervm` with its control listener on a free loopback port; its state files are
-    under `state_dir`."""
+    under `state_dir`. Without `data_plane` it serves the control API only (the guest network's
+    addresses exist only inside a router namespace)."""
 
-    def __init__(self, basedir: str, settings: str = "", env: dict[str, str] | None = None) -> None:
+    def __init__(self, basedir: str, settings: str = "", env: dict[str, str] | None = None,
+                 data_plane: bool = False) -> None:
         super().__init__("routervm", basedir, settings, env)
+        self.data_plane = data_plane
+
+    def plugin_args(self) -> list[str]:
+        return super().plugin_args() + ([] if self.data_plane else ["--no-data-plane"])
 
     @property
     def state_dir(self) -> str:
