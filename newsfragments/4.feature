@@ -1,0 +1,1 @@
+The virtual router appliance serves DHCP, DNS, metadata and passwords to the VMs of an isolated network and applies its NAT and firewall rules, from state cloudd pushes over mutually authenticated TLS.
