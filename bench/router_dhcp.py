@@ -38,12 +38,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from functools import partial
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 from tests.util.netns import GuestSpec, Topology, repo_env, require_root_and_netns  # noqa: E402
 
@@ -271,7 +273,17 @@ def measure(topo: Topology, start: Any, count: int, args: argparse.Namespace) ->
     return float(result["rate"])
 
 
-def bench(args: argparse.Namespace) -> None:
+def target_for(count: int) -> float:
+    """The issue's target ratio for a table of `count` reservations."""
+    return 2.0 if count <= 1000 else 5.0
+
+
+def run(*, sizes: Sequence[int] = (1000, 5000), rounds: int = 3, duration: float = 5.0,
+        window: int = 64) -> list[tuple[int, float, float, float, float]]:
+    """Measure both servers `rounds` times per table size; print each run and return, per size,
+    (reservations, ours DORA/s, dnsmasq DORA/s, ratio, target) with medians over the rounds (the
+    ratio is the median of the per-round ratios)."""
+    args = argparse.Namespace(sizes=list(sizes), rounds=rounds, duration=duration, window=window)
     require_root_and_netns()
     if shutil.which("dnsmasq") is None:
         raise SystemExit("dnsmasq is missing (Debian package dnsmasq-base)")
@@ -298,9 +310,13 @@ def bench(args: argparse.Namespace) -> None:
         finally:
             topo.destroy()
             shutil.rmtree(directory, ignore_errors=True)
-        target = 2.0 if count <= 1000 else 5.0
         summary.append((count, statistics.median(ours_rates), statistics.median(theirs_rates),
-                        statistics.median(ratios), target))
+                        statistics.median(ratios), target_for(count)))
+    return summary
+
+
+def bench(args: argparse.Namespace) -> None:
+    summary = run(sizes=args.sizes, rounds=args.rounds, duration=args.duration, window=args.window)
     print()
     print(f"{'reservations':>12} {'ours DORA/s':>12} {'dnsmasq DORA/s':>15} {'ratio':>6} {'target':>7}")
     for count, ours, theirs, ratio, target in summary:

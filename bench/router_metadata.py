@@ -110,10 +110,10 @@ def serve(port: int, ready_file: str) -> None:
     service = MetadataService(RecordIndex([bench_record()]), StaticNeighbours({(INTERFACE, ADDRESS): MAC}))
     listening = reactor.listenTCP(
         port, MetadataFactory(service, INTERFACE, reactor), backlog=1024, interface=ADDRESS
-    )  # type: ignore[attr-defined]
+    )
     with open(ready_file, "w") as stream:
-        stream.write(str(listening.getHost().port))
-    reactor.run()  # type: ignore[attr-defined]
+        stream.write(str(listening.getHost().port))  # type: ignore[attr-defined]
+    reactor.run()
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -310,16 +310,11 @@ def check_same(nginx_port: int, lean_port: int, view: MetadataView) -> None:
             sys.exit(f"answers differ for {path}: ours {ours!r}, nginx {theirs!r}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--serve", nargs=2, metavar=("PORT", "READY_FILE"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        serve(int(args.serve[0]), args.serve[1])
-        return
+def run(*, rounds: int = 3, duration: int = 10, connections: int = 32) -> dict[str, float]:
+    """Measure nginx then ours `rounds` times; print each round and return the medians:
+    ``nginx_rate``, ``nginx_p99``, ``ours_rate``, ``ours_p99`` (req/s, ms) and ``ratio`` (median of
+    the per-round ratios)."""
+    args = argparse.Namespace(rounds=rounds, duration=duration, connections=connections)
     if (os.cpu_count() or 1) < 2:
         sys.exit("needs two cores (server on core 1, wrk on core 0)")
     ensure_tools()
@@ -328,7 +323,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-metadata-") as workdir:
         conf = write_nginx(workdir, view)
         script = lua_script(workdir)
-        for number in range(1, args.rounds + 1):
+        for number in range(1, rounds + 1):
             nginx, nginx_port = start_nginx(conf)
             lean, lean_port = start_lean(workdir)
             try:
@@ -347,17 +342,33 @@ def main() -> None:
                 f"routervm {lean_rate:9.0f} req/s p99 {lean_p99:6.2f} ms | ratio {lean_rate / nginx_rate:.2f}",
                 flush=True,
             )
-    nginx_rate = statistics.median(r[0] for r in results)
-    nginx_p99 = statistics.median(r[1] for r in results)
-    lean_rate = statistics.median(r[2] for r in results)
-    lean_p99 = statistics.median(r[3] for r in results)
-    ratio = statistics.median(r[2] / r[0] for r in results)
+    return {
+        "nginx_rate": statistics.median(r[0] for r in results),
+        "nginx_p99": statistics.median(r[1] for r in results),
+        "ours_rate": statistics.median(r[2] for r in results),
+        "ours_p99": statistics.median(r[3] for r in results),
+        "ratio": statistics.median(r[2] / r[0] for r in results),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--serve", nargs=2, metavar=("PORT", "READY_FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(int(args.serve[0]), args.serve[1])
+        return
+    result = run(rounds=args.rounds, duration=args.duration, connections=args.connections)
     print(
-        f"median over {len(results)} rounds (wrk -t1 -c{args.connections} -d{args.duration}s, {len(PATHS)} paths):"
+        f"median over {args.rounds} rounds (wrk -t1 -c{args.connections} -d{args.duration}s, {len(PATHS)} paths):"
     )
-    print(f"  nginx     {nginx_rate:9.0f} req/s   p99 {nginx_p99:6.2f} ms")
-    print(f"  routervm  {lean_rate:9.0f} req/s   p99 {lean_p99:6.2f} ms")
-    verdict = "met" if ratio >= 0.5 and lean_p99 <= 5.0 else "NOT met"
+    print(f"  nginx     {result['nginx_rate']:9.0f} req/s   p99 {result['nginx_p99']:6.2f} ms")
+    print(f"  routervm  {result['ours_rate']:9.0f} req/s   p99 {result['ours_p99']:6.2f} ms")
+    ratio = result["ratio"]
+    verdict = "met" if ratio >= 0.5 and result["ours_p99"] <= 5.0 else "NOT met"
     print(f"  ratio     {ratio:.2f}x   (target >= 0.50x and p99 <= 5 ms: {verdict})")
 
 

@@ -111,9 +111,17 @@ def _normalise_mac(mac: object) -> str:
     return lowered
 
 
+# An IPv4 address already in canonical dotted-quad form (no leading zeros): `_normalise_ip` returns
+# it as it is, without building an `ipaddress` object (the start-up load parses one per NIC).
+_CANONICAL_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                             r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
 def _normalise_ip(ip: object) -> str:
     if not isinstance(ip, str):
         raise RecordError("ip must be a string")
+    if _CANONICAL_IPV4.fullmatch(ip):
+        return ip
     try:
         return str(ipaddress.ip_address(ip))
     except ValueError:

@@ -39,6 +39,7 @@ import ipaddress
 import json
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -280,6 +281,9 @@ class RouterState:
         except RecordError as exc:
             raise StateError(str(exc)) from None
         network = self.network.network
+        # Host addresses are strictly between the network and broadcast addresses.  `nic.ip` is
+        # canonical (`Nic`), so an IPv4 address packs with inet_aton; an IPv6 one is never inside.
+        lowest, highest = int(network.network_address), int(network.broadcast_address)
         macs: dict[str, str] = {}
         addresses: dict[str, str] = {}
         for record in ordered:
@@ -287,8 +291,8 @@ class RouterState:
                 if nic.interface != self.network.interface:
                     continue
                 where = f"vm {record.uuid}: nic {nic.mac}"
-                address = ipaddress.ip_address(nic.ip)
-                if address not in network or address in (network.network_address, network.broadcast_address):
+                value = -1 if ":" in nic.ip else int.from_bytes(socket.inet_aton(nic.ip), "big")
+                if not lowest < value < highest:
                     raise StateError(f"{where}: {nic.ip} is not a host address of {network}")
                 if nic.ip == self.network.router_ip:
                     raise StateError(f"{where}: {nic.ip} is the router's own address")
@@ -386,7 +390,8 @@ def derive(state: RouterState, default_lease_seconds: int = INFINITE_LEASE) -> S
         default = record.default_nic
         for nic in record.nics:
             if nic.interface == net.interface:
-                reservations.append(Reservation(mac=parse_mac(nic.mac), ip=ipaddress.IPv4Address(nic.ip),
+                reservations.append(Reservation(mac=parse_mac(nic.mac),
+                                                ip=ipaddress.IPv4Address(socket.inet_aton(nic.ip)),
                                                 hostname=record.hostname, default_nic=nic is default))
     routes: tuple[Route, ...] = tuple(
         (ipaddress.IPv4Network(d), ipaddress.IPv4Address(g)) for d, g in net.classless_routes)
