@@ -133,6 +133,7 @@ class DataPlane(Service):
                 self._rebinding = rebinding
 
     async def _rebind(self) -> None:
+        bound_with: Snapshot | None = None
         try:
             while self._latest is not None and self.bound != _binding(self._latest):
                 snapshot = self._latest
@@ -146,10 +147,12 @@ class DataPlane(Service):
                                    interface=net.interface, router_ip=net.router_ip,
                                    generation=snapshot.generation, error=str(exc))
                     return
+                bound_with = snapshot
                 self.log.info("data plane serving {interface} on {router_ip}",
                               interface=snapshot.network.interface, router_ip=snapshot.network.router_ip)
             if self._latest is not None and self.bound is not None:
-                self._update(self._latest)
+                if self._latest is not bound_with:  # binding built the servers from this snapshot
+                    self._update(self._latest)
                 self._want_rules(self._latest)
         finally:
             self._rebinding = None
