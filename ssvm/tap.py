@@ -7,7 +7,7 @@ import os
 from twisted.application.service import IService
 from twisted.python import usage
 
-from appliance.tls import TlsMaterial, TlsMaterialError
+from appliance.options import load_settings, load_tls
 from ssvm.config import Config, ConfigError, load_config
 
 
@@ -33,19 +33,8 @@ class Options(usage.Options):
             port = parts[1] if len(parts) > 1 and parts[0] in ("tcp", "ssl") else "3924"
             scheme = "https" if parts[0] == "ssl" else "http"
             self["public-url"] = f"{scheme}://127.0.0.1:{port}"
-        try:
-            self["tls"] = TlsMaterial.from_directory(self["tls-dir"])
-        except TlsMaterialError as exc:
-            raise usage.UsageError(f"{exc} (issue the appliance's files with `cloudd appliance-cert`)") from None
-        self["settings"] = Config()
-        if self["config"]:
-            try:
-                with open(self["config"]) as f:
-                    self["settings"] = load_config(f.read())
-            except OSError as exc:
-                raise usage.UsageError(f"cannot read {self['config']}: {exc.strerror}") from None
-            except ConfigError as exc:
-                raise usage.UsageError(str(exc)) from None
+        self["tls"] = load_tls(self["tls-dir"])
+        self["settings"] = load_settings(self["config"], load_config, Config(), ConfigError)
 
 
 def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
