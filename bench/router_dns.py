@@ -78,7 +78,7 @@ def serve(port: int, count: int) -> None:
 
     from routervm.dns.server import DnsServer
 
-    srv = DnsServer(DnsTable.build(DOMAIN, ROUTER_IP, records(count)))
+    srv = DnsServer(DnsTable.build(DOMAIN, ROUTER_IP, records(count)), reactor=reactor)
     srv.listen(port, "127.0.0.1")
     reactor.callWhenRunning(lambda: print("ready", flush=True))
     reactor.run()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Protocol, cast
+from typing import Protocol
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -114,7 +114,7 @@ MAX_MISSES_REMEMBERED = 4096
 class ProcArpNeighbours:
     """The kernel's ARP table from ``/proc/net/arp``, cached on ``clock``.
 
-    ``clock`` defaults to the global reactor.  A read failure is logged and leaves an empty table
+    A read failure is logged and leaves an empty table
     (every lookup then misses: guests get 404 / ``saved_password``, never another VM's data).
     """
 
@@ -124,14 +124,10 @@ class ProcArpNeighbours:
         self,
         path: str = "/proc/net/arp",
         *,
-        clock: IReactorTime | None = None,
+        clock: IReactorTime,
         max_age: float = 1.0,
         miss_interval: float = 0.1,
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
         if max_age <= 0 or miss_interval < 0:
             raise ValueError("max_age must be positive and miss_interval not negative")
         self.path = path

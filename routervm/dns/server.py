@@ -242,12 +242,8 @@ class DnsServer:
         upstreams: Sequence[tuple[str, int]] = (),
         allowed_clients: Iterable[str] = (),
         is_allowed: Callable[[str], bool] | None = None,
-        reactor: Any = None,
+        reactor: Any,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
         self._reactor = reactor
         self._recursion = bool(upstreams)
         self.authority = TableAuthority(lean.compile_table(table, recursion_available=self._recursion))

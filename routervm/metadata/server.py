@@ -15,8 +15,6 @@ responder of `routervm.http` (DESIGN.md §6).
 
 from __future__ import annotations
 
-from typing import cast
-
 from twisted.internet.interfaces import IReactorTime
 
 from routervm.http import HTTPOptions, LeanHTTPFactory, Reply
@@ -116,13 +114,9 @@ class MetadataFactory(LeanHTTPFactory):
         self,
         service: MetadataService,
         interface: str,
-        clock: IReactorTime | None = None,
+        clock: IReactorTime,
         options: HTTPOptions | None = None,
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
         super().__init__(service.for_interface(interface), clock, options)
         self.service = service
         self.interface = interface

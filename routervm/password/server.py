@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import html
 from http.server import BaseHTTPRequestHandler
-from typing import cast
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -144,13 +143,9 @@ class PasswordFactory(LeanHTTPFactory):
         self,
         service: PasswordService,
         interface: str,
-        clock: IReactorTime | None = None,
+        clock: IReactorTime,
         options: HTTPOptions = PASSWORD_HTTP,
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
         super().__init__(service.for_interface(interface), clock, options)
         self.service = service
         self.interface = interface

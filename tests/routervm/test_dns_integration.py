@@ -45,7 +45,8 @@ class ServerOnLoopbackTests(TestCase):
 
     def start(self, allowed: bool) -> tuple[DnsServer, int]:
         srv = DnsServer(
-            table(), upstreams=[("127.0.0.1", self.upstream_port)], is_allowed=lambda host: allowed
+            table(), upstreams=[("127.0.0.1", self.upstream_port)], is_allowed=lambda host: allowed,
+            reactor=reactor,
         )
 
         def cancel_cache_timers() -> None:

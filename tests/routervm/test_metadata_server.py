@@ -493,7 +493,7 @@ class RealClientTests(TestCase):
         nic = Nic(mac=MAC, ip="127.0.0.1", default=True, interface="lo")
         self.record = record(nics=(nic,))
         service = MetadataService(RecordIndex([self.record]), StaticNeighbours({("lo", "127.0.0.1"): MAC}))
-        self.port = reactor.listenTCP(0, MetadataFactory(service, "lo"), interface="127.0.0.1")
+        self.port = reactor.listenTCP(0, MetadataFactory(service, "lo", reactor), interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
         port: int = self.port.getHost().port  # type: ignore[attr-defined]
         self.base = f"http://127.0.0.1:{port}"
@@ -538,7 +538,7 @@ class RealClientTests(TestCase):
         service = MetadataService(
             RecordIndex([record(nics=(nic,), user_data=big)]), StaticNeighbours({("lo", "127.0.0.1"): MAC})
         )
-        port = reactor.listenTCP(0, MetadataFactory(service, "lo"), interface="127.0.0.1")
+        port = reactor.listenTCP(0, MetadataFactory(service, "lo", reactor), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         base = f"http://127.0.0.1:{port.getHost().port}"  # type: ignore[attr-defined]
         argv = [curl, "-sS", "--noproxy", "*", base + "/latest/user-data", base + "/latest/meta-data/vm-id"]
@@ -554,7 +554,7 @@ class RealClientTests(TestCase):
         service = MetadataService(
             RecordIndex([record(nics=(nic,), user_data=big)]), StaticNeighbours({("lo", "127.0.0.1"): MAC})
         )
-        factory = MetadataFactory(service, "lo")
+        factory = MetadataFactory(service, "lo", reactor)
         build = factory.buildProtocol
 
         def small_buffer(addr: object) -> LeanHTTPProtocol:

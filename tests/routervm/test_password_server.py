@@ -247,7 +247,7 @@ class RealClientTests(TestCase):
             ]
         )
         service = PasswordService(index, StaticNeighbours({("lo", "127.0.0.1"): MAC}), self.store)
-        self.port = reactor.listenTCP(0, PasswordFactory(service, "lo"), interface="127.0.0.1")
+        self.port = reactor.listenTCP(0, PasswordFactory(service, "lo", reactor), interface="127.0.0.1")
         self.addCleanup(self.port.stopListening)
         port: int = self.port.getHost().port  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{port}"
