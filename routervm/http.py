@@ -82,6 +82,31 @@ class Handler(Protocol):
         ...
 
 
+class GuestService(Protocol):
+    """A guest-facing service that answers per guest interface (metadata, passwords)."""
+
+    def respond_on(
+        self, interface: str, method: str, path: str, headers: dict[str, list[str]], peer_ip: str
+    ) -> Reply:
+        ...
+
+
+class OnInterface:
+    """A `GuestService` bound to the guest interface one listener serves: the listener's Handler."""
+
+    def __init__(self, service: GuestService, interface: str) -> None:
+        self.service = service
+        self.interface = interface
+
+    def __repr__(self) -> str:
+        return f"<OnInterface {self.interface} of {self.service!r}>"
+
+    def respond(
+        self, method: str, path: str, headers: dict[str, list[str]], peer_ip: str, local_ip: str
+    ) -> Reply:
+        return self.service.respond_on(self.interface, method, path, headers, peer_ip)
+
+
 @dataclass(frozen=True)
 class HTTPOptions:
     """How a listener frames its answers."""

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from twisted.internet.interfaces import IReactorTime
 
-from routervm.http import HTTPOptions, LeanHTTPFactory, Reply
+from routervm.http import HTTPOptions, LeanHTTPFactory, OnInterface, Reply
 from routervm.metadata.content import MetadataView
 from routervm.neighbours import NeighbourTable
 from routervm.records import IdentityKey, RecordIndex
 
-__all__ = ["InterfaceMetadata", "MetadataFactory", "MetadataService"]
+__all__ = ["MetadataFactory", "MetadataService"]
 
 #: Bound on the fast-path cache; only owners enter it, so it holds about one entry per NIC.
 _MAX_SEEN = 65536
@@ -86,25 +86,11 @@ class MetadataService:
             return _NOT_FOUND
         return (200, _TEXT, body)
 
-    def for_interface(self, interface: str) -> InterfaceMetadata:
-        """The `routervm.http.Handler` of the listener on ``interface``."""
-        return InterfaceMetadata(self, interface)
-
-
-class InterfaceMetadata:
-    """`MetadataService` bound to the guest interface one listener serves."""
-
-    def __init__(self, service: MetadataService, interface: str) -> None:
-        self.service = service
-        self.interface = interface
-
-    def __repr__(self) -> str:
-        return f"<InterfaceMetadata {self.interface}>"
-
-    def respond(
-        self, method: str, path: str, headers: dict[str, list[str]], peer_ip: str, local_ip: str
+    def respond_on(
+        self, interface: str, method: str, path: str, headers: dict[str, list[str]], peer_ip: str
     ) -> Reply:
-        return self.service.respond(self.interface, method, path, peer_ip)
+        """`routervm.http.GuestService`: the answer on one guest interface."""
+        return self.respond(interface, method, path, peer_ip)
 
 
 class MetadataFactory(LeanHTTPFactory):
@@ -117,6 +103,6 @@ class MetadataFactory(LeanHTTPFactory):
         clock: IReactorTime,
         options: HTTPOptions | None = None,
     ) -> None:
-        super().__init__(service.for_interface(interface), clock, options)
+        super().__init__(OnInterface(service, interface), clock, options)
         self.service = service
         self.interface = interface

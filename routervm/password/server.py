@@ -27,13 +27,13 @@ from http.server import BaseHTTPRequestHandler
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from routervm.http import REASONS, HTTPOptions, LeanHTTPFactory, Reply
+from routervm.http import REASONS, HTTPOptions, LeanHTTPFactory, OnInterface, Reply
 from routervm.neighbours import NeighbourTable
 from routervm.password.codec import HEADER_NAME, SERVER, Command, parse_request, response_for
 from routervm.password.store import PasswordStore
 from routervm.records import RecordIndex, VmRecord
 
-__all__ = ["PASSWORD_HTTP", "InterfacePasswords", "PasswordFactory", "PasswordService"]
+__all__ = ["PASSWORD_HTTP", "PasswordFactory", "PasswordService"]
 
 #: The reference's framing: an HTTP/1.0 server that closes after each answer.
 PASSWORD_HTTP = HTTPOptions(
@@ -115,25 +115,12 @@ class PasswordService:
             self.store.acknowledge(record.uuid)
         return (200, _WIRE_HEADERS, response_for(command, password).body)
 
-    def for_interface(self, interface: str) -> InterfacePasswords:
-        """The `routervm.http.Handler` of the listener on ``interface``."""
-        return InterfacePasswords(self, interface)
-
-
-class InterfacePasswords:
-    """`PasswordService` bound to the guest interface one listener serves."""
-
-    def __init__(self, service: PasswordService, interface: str) -> None:
-        self.service = service
-        self.interface = interface
-
-    def __repr__(self) -> str:
-        return f"<InterfacePasswords {self.interface}>"
-
-    def respond(
-        self, method: str, path: str, headers: dict[str, list[str]], peer_ip: str, local_ip: str
+    def respond_on(
+        self, interface: str, method: str, path: str, headers: dict[str, list[str]], peer_ip: str
     ) -> Reply:
-        return self.service.respond(self.interface, method, headers, peer_ip)
+        """`routervm.http.GuestService`: the answer on one guest interface (the path is ignored,
+        as by the reference)."""
+        return self.respond(interface, method, headers, peer_ip)
 
 
 class PasswordFactory(LeanHTTPFactory):
@@ -146,6 +133,6 @@ class PasswordFactory(LeanHTTPFactory):
         clock: IReactorTime,
         options: HTTPOptions = PASSWORD_HTTP,
     ) -> None:
-        super().__init__(service.for_interface(interface), clock, options)
+        super().__init__(OnInterface(service, interface), clock, options)
         self.service = service
         self.interface = interface
