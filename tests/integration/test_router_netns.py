@@ -18,7 +18,15 @@ from twisted.trial.unittest import TestCase
 
 from tests.util.appliance import RouterAppliance
 from tests.util.daemon import twistd_argv, twistd_env
-from tests.util.netns import IP, GuestSpec, Topology, require_commands, require_root_and_netns
+from tests.util.netns import (
+    DHCLIENT_SCRIPT,
+    IP,
+    GuestSpec,
+    Topology,
+    require_commands,
+    require_root_and_netns,
+    script_records,
+)
 
 MAC1 = "02:00:00:00:a0:01"
 MAC2 = "02:00:00:00:a0:02"
@@ -32,32 +40,8 @@ DOMAIN = "cloudnine.internal"
 UPSTREAM = "192.0.2.53"
 SECRET = "Pw-for-vm1-x7Q"
 
-DHCLIENT_SCRIPT = """#!/bin/sh
-{{ echo "reason=$reason"; env | grep -E '^(new|old)_' | sort; echo "--"; }} >> {out}
-case "$reason" in
-  BOUND|RENEW|REBOOT|REBIND)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
-esac
-exit 0
-"""
 
 
-def records(path: str) -> list[dict[str, str]]:
-    """The dhclient script's invocations, each a dict of NAME -> value."""
-    if not os.path.exists(path):
-        return []
-    result: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    with open(path) as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line == "--":
-                result.append(current)
-                current = {}
-            elif "=" in line:
-                name, _, value = line.partition("=")
-                current[name] = value.strip("'")
-    return result
 
 
 def vm(uuid: str, mac: str, ip: str, hostname: str) -> dict[str, Any]:
@@ -146,7 +130,7 @@ class RouterNamespaceTests(TestCase):
                                        "-lf", os.path.join(self.dir, "dhclient.leases"), "-pf", pid, "eth0"],
                                   check=False, timeout=60)
         self.addCleanup(self.stop_dhclient, script, pid)
-        return records(out), result.stderr
+        return script_records(out), result.stderr
 
     def stop_dhclient(self, script: str, pid: str) -> None:
         if os.path.exists(pid) and self.topo.guest(1).ns in self.topo.namespaces:

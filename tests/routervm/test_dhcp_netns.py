@@ -22,7 +22,15 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from tests.util.netns import GuestSpec, Topology, repo_env, require_commands, require_root_and_netns
+from tests.util.netns import (
+    DHCLIENT_SCRIPT,
+    GuestSpec,
+    Topology,
+    repo_env,
+    require_commands,
+    require_root_and_netns,
+    script_records,
+)
 
 MAC1 = "02:00:00:00:00:01"
 MAC2 = "02:00:00:00:00:02"
@@ -31,15 +39,6 @@ DOMAIN = "cloudnine.internal"
 EXTERNAL_DNS = "192.0.2.53"
 INFINITE = "4294967295"
 
-DHCLIENT_SCRIPT = """#!/bin/sh
-# Records every invocation; configures the address so that unicast renewals can work.
-{{ echo "reason=$reason"; env | grep -E '^(new|old)_' | sort; echo "--"; }} >> {out}
-case "$reason" in
-  BOUND|RENEW|REBOOT|REBIND)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
-esac
-exit 0
-"""
 
 UDHCPC_SCRIPT = """#!/bin/sh
 {{ echo "event=$1"; for v in ip subnet router dns domain hostname lease serverid; do
@@ -48,22 +47,6 @@ exit 0
 """
 
 
-def records(path: str) -> list[dict[str, str]]:
-    """The script's invocations, each a dict of NAME -> value."""
-    if not os.path.exists(path):
-        return []
-    result: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    with open(path) as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line == "--":
-                result.append(current)
-                current = {}
-            elif "=" in line:
-                name, _, value = line.partition("=")
-                current[name] = value.strip("'")
-    return result
 
 
 class DhcpNetnsTests(TestCase):
@@ -142,7 +125,7 @@ class DhcpNetnsTests(TestCase):
         topo = self.build(GuestSpec(mac=MAC1))
         self.start_server()
         out, _, result = self.dhclient(topo.guest(1).ns, "bind")
-        bound = [r for r in records(out) if r["reason"] == "BOUND"]
+        bound = [r for r in script_records(out) if r["reason"] == "BOUND"]
         self.assertEqual(len(bound), 1, result.stderr)
         self.assert_dhclient_lease(bound[0], f"{self.subnet}.10", "vm-one")
         self.assertEqual(bound[0]["new_dhcp_lease_time"], INFINITE)
@@ -157,7 +140,7 @@ class DhcpNetnsTests(TestCase):
         result = topo.run_in(topo.guest(1).ns, ["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "2",
                                                 "-s", script], check=False, timeout=30)
         self.assertEqual(result.returncode, 0, result.stderr)
-        [bound] = [r for r in records(out) if r["event"] == "bound"]
+        [bound] = [r for r in script_records(out) if r["event"] == "bound"]
         self.assertEqual(bound, {
             "event": "bound", "ip": f"{self.subnet}.11", "subnet": "255.255.255.0",
             "router": f"{self.subnet}.1", "dns": f"{self.subnet}.1 {EXTERNAL_DNS}", "domain": DOMAIN,
@@ -196,8 +179,8 @@ class DhcpNetnsTests(TestCase):
         result = topo.run_in(topo.guest(1).ns, ["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "2", "-T", "1",
                                                 "-s", script], check=False, timeout=30)
         self.assertNotEqual(result.returncode, 0)
-        self.assertEqual([r for r in records(out) if r["event"] == "bound"], [])
-        self.assertIn("leasefail", [r["event"] for r in records(out)])
+        self.assertEqual([r for r in script_records(out) if r["event"] == "bound"], [])
+        self.assertIn("leasefail", [r["event"] for r in script_records(out)])
 
     def test_init_reboot_after_restart(self) -> None:
         """A guest restarting with its lease (INIT-REBOOT: REQUEST with option 50, no server id)
@@ -207,15 +190,15 @@ class DhcpNetnsTests(TestCase):
         first = self.start_server()
         ns = topo.guest(1).ns
         out, pid, _ = self.dhclient(ns, "first")
-        self.assertIn("BOUND", [r["reason"] for r in records(out)])
+        self.assertIn("BOUND", [r["reason"] for r in script_records(out)])
         self.stop_dhclient(ns, os.path.join(self.dir, "dhclient.sh"), pid)
         topo.stop(first)
         self.start_server()
         out2, _, result = self.dhclient(ns, "second")
-        reasons = [r["reason"] for r in records(out2)]
+        reasons = [r["reason"] for r in script_records(out2)]
         self.assertIn("REBOOT", reasons, result.stderr)
         self.assertNotIn("BOUND", reasons)
-        [reboot] = [r for r in records(out2) if r["reason"] == "REBOOT"]
+        [reboot] = [r for r in script_records(out2) if r["reason"] == "REBOOT"]
         self.assert_dhclient_lease(reboot, f"{self.subnet}.10", "vm-one")
 
     def test_renewal_after_restart(self) -> None:
@@ -226,14 +209,14 @@ class DhcpNetnsTests(TestCase):
         first = self.start_server("g1", None, "--lease-seconds", "6")
         ns = topo.guest(1).ns
         out, _, _ = self.dhclient(ns, "renew")
-        self.assertIn("BOUND", [r["reason"] for r in records(out)])
+        self.assertIn("BOUND", [r["reason"] for r in script_records(out)])
         topo.stop(first)
         self.start_server("g1", None, "--lease-seconds", "6")
         deadline = time.monotonic() + 20  # T1 = 3 s
-        while time.monotonic() < deadline and "RENEW" not in [r["reason"] for r in records(out)]:
+        while time.monotonic() < deadline and "RENEW" not in [r["reason"] for r in script_records(out)]:
             time.sleep(0.2)
-        renew = [r for r in records(out) if r["reason"] == "RENEW"]
-        self.assertTrue(renew, records(out))
+        renew = [r for r in script_records(out) if r["reason"] == "RENEW"]
+        self.assertTrue(renew, script_records(out))
         self.assertEqual(renew[0]["new_ip_address"], f"{self.subnet}.10")
         self.assertEqual(renew[0]["new_dhcp_lease_time"], "6")
 
@@ -251,5 +234,5 @@ class DhcpNetnsTests(TestCase):
             result = topo.run_in(topo.guest(index).ns, ["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5",
                                                         "-T", "2", "-s", script], check=False, timeout=30)
             self.assertEqual(result.returncode, 0, result.stderr)
-            [bound] = [r for r in records(out) if r["event"] == "bound"]
+            [bound] = [r for r in script_records(out) if r["event"] == "bound"]
             self.assertEqual((bound["ip"], bound["serverid"]), (f"{net}.10", f"{net}.1"))

@@ -262,3 +262,33 @@ def _run(argv: Sequence[str], check: bool, timeout: float, env: Mapping[str, str
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
     return result
+
+
+# A dhclient `-sf` script that records every invocation (reason and the new_/old_ variables, then
+# "--") into {out}, and configures the address so that unicast renewals can work.
+DHCLIENT_SCRIPT = """#!/bin/sh
+{{ echo "reason=$reason"; env | grep -E '^(new|old)_' | sort; echo "--"; }} >> {out}
+case "$reason" in
+  BOUND|RENEW|REBOOT|REBIND)
+    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+esac
+exit 0
+"""
+
+
+def script_records(path: str) -> list[dict[str, str]]:
+    """What a recording client script wrote: one dict of NAME -> value per invocation."""
+    if not os.path.exists(path):
+        return []
+    result: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line == "--":
+                result.append(current)
+                current = {}
+            elif "=" in line:
+                name, _, value = line.partition("=")
+                current[name] = value.strip("'")
+    return result
