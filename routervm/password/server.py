@@ -7,9 +7,10 @@ the source IP, source IP) triple (DESIGN.md §5, security.md 19–20):
   consume it), or ``saved_password`` when none is pending;
 * ``DomU_Request: saved_password`` from the owner → the pending password is dropped (the
   acknowledgement) and the answer is ``saved_password``;
-* a missing, unknown or repeated ``DomU_Request`` from the owner → ``bad_request``;
-* anything from a source that owns no VM → ``saved_password``, whatever it asked: it learns
-  nothing and changes nothing.
+* a missing, unknown or repeated ``DomU_Request`` → ``bad_request`` from anyone, as the reference
+  answers it (the answer depends on the header alone, so it tells nothing about ownership);
+* a valid request from a source that owns no VM → ``saved_password``: it learns nothing and
+  changes nothing.
 
 The framing copies the reference (Python's ``BaseHTTPRequestHandler``, HTTP/1.0, router.md §2.3 and
 §2.5) byte for byte where it matters: ``HTTP/1.0 200 OK``, then ``Server``, ``Date``,
@@ -102,10 +103,12 @@ class PasswordService:
             return _error_page(
                 501, f"Unsupported method ({method!r})", "Server does not support this operation"
             )
+        command = self.command(headers)
+        if command is Command.BAD_REQUEST:
+            return (200, _WIRE_HEADERS, response_for(command, None).body)
         record = self.owner(interface, peer_ip)
         if record is None:
             return (200, _WIRE_HEADERS, response_for(Command.SAVED_PASSWORD, None).body)
-        command = self.command(headers)
         password: str | None = None
         if command is Command.SEND_MY_PASSWORD:
             password = self.store.fetch(record.uuid)

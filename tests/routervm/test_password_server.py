@@ -152,12 +152,14 @@ class PasswordServerTests(SynchronousTestCase):
         self.assertEqual(self.ask("send_my_password", factory=factory), HEAD + b"saved_password")
 
     def test_other_vm_and_unknown_source(self) -> None:
-        """Another VM gets its own (none) answer; an unknown source saved_password always."""
+        """Another VM gets its own (none) answer; an unknown source saved_password for a valid
+        request and bad_request, as from anyone, for an invalid one."""
         self.store.set(UUID, "SekritSquirrel")
         self.assertEqual(self.ask("send_my_password", peer=OTHER_IP), HEAD + b"saved_password")
         self.assertEqual(self.ask("send_my_password", peer="10.1.1.99"), HEAD + b"saved_password")
-        self.assertEqual(self.ask("bogus", peer="10.1.1.99"), HEAD + b"saved_password")
-        self.assertEqual(self.ask(None, peer="10.1.1.99"), HEAD + b"saved_password")
+        self.assertEqual(self.ask("saved_password", peer="10.1.1.99"), HEAD + b"saved_password")
+        self.assertEqual(self.ask("bogus", peer="10.1.1.99"), HEAD + b"bad_request")
+        self.assertEqual(self.ask(None, peer="10.1.1.99"), HEAD + b"bad_request")
         self.assertIn(UUID, self.store)
 
     def test_bad_request(self) -> None:
