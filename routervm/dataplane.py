@@ -10,8 +10,9 @@ on the network it names; later snapshots update the servers in place (one refere
   inside the guest CIDR only;
 * metadata (``router_ip:80``) and the password server (``router_ip:8080``), identifying guests by
   (interface, neighbour MAC, source IP);
-* NAT/firewall: `RuleApplier.apply(snapshot.rules)` when the snapshot has rules, one apply at a
-  time, the latest rules winning over any that were waiting.
+* public addresses and NAT/firewall: when the snapshot has rules, `AddressApplier.apply` puts the
+  public addresses on the public interfaces, then `RuleApplier.apply` loads the rule set; one
+  apply at a time, the latest rules winning over any that were waiting.
 
 The DNS listener binds first: when ``router_ip`` is not an address of this host (or the port is
 not ours to bind), nothing else is bound and no rule is applied; the error is logged and the next
@@ -37,6 +38,7 @@ from routervm.dhcp.server import DhcpServerProtocol, DhcpService, Listen
 from routervm.dns.server import DnsServer
 from routervm.dns.table import DnsTable
 from routervm.metadata.server import MetadataFactory, MetadataService
+from routervm.nat.addresses import AddressApplier
 from routervm.nat.apply import RuleApplier
 from routervm.nat.rules import RouterRules
 from routervm.neighbours import NeighbourTable
@@ -71,12 +73,13 @@ class DataPlane(Service):
 
     def __init__(self, keeper: StateKeeper, reactor: Any, *, applier: RuleApplier | None,
                  neighbours: NeighbourTable, ports: Ports = Ports(), dhcp_listen: Listen | None = None,
-                 listen_address: str | None = None) -> None:
+                 listen_address: str | None = None, addresses: AddressApplier | None = None) -> None:
         """`listen_address` replaces the network's router address for the TCP/UDP listeners (tests
         on loopback); by default they bind ``network.router_ip``."""
         self.keeper = keeper
         self.reactor = reactor
         self.applier = applier
+        self.addresses = addresses
         self.neighbours = neighbours
         self.ports = ports
         self._dhcp_listen = dhcp_listen
@@ -212,7 +215,7 @@ class DataPlane(Service):
     # -- rules
 
     def _want_rules(self, snapshot: Snapshot) -> None:
-        if snapshot.rules is None or self.applier is None:
+        if snapshot.rules is None or (self.applier is None and self.addresses is None):
             return
         self._rules = snapshot.rules
         if self._applying is None:
@@ -222,14 +225,19 @@ class DataPlane(Service):
                 self._applying = applying
 
     async def _apply_rules(self) -> None:
-        assert self.applier is not None
         try:
             while self._rules is not None:
                 rules, self._rules = self._rules, None
-                try:
-                    await self.applier.apply(rules)
-                except Exception as exc:
-                    self.log.error("data plane: NAT/firewall rules not applied: {error}", error=str(exc))
+                if self.addresses is not None:
+                    try:
+                        await self.addresses.apply(rules)
+                    except Exception as exc:
+                        self.log.error("data plane: public addresses not set: {error}", error=str(exc))
+                if self.applier is not None:
+                    try:
+                        await self.applier.apply(rules)
+                    except Exception as exc:
+                        self.log.error("data plane: NAT/firewall rules not applied: {error}", error=str(exc))
         finally:
             self._applying = None
 

@@ -44,13 +44,15 @@ def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
                             control_listen=options["control-listen"], config=options["settings"], key=key)
     if not options["no-data-plane"]:
         from routervm.dataplane import DataPlane
+        from routervm.nat.addresses import AddressApplier
         from routervm.nat.apply import RuleApplier
         from routervm.neighbours import ProcArpNeighbours
         from routervm.process import RunProcess
 
         # 3. the data plane: DHCP, DNS, metadata, passwords and NAT rules on the guest network
-        data_plane = DataPlane(service.keeper, reactor, applier=RuleApplier(RunProcess(reactor)),
-                               neighbours=ProcArpNeighbours(clock=reactor))
+        runner = RunProcess(reactor)
+        data_plane = DataPlane(service.keeper, reactor, applier=RuleApplier(runner),
+                               addresses=AddressApplier(runner), neighbours=ProcArpNeighbours(clock=reactor))
         data_plane.setName("data-plane")
         service.add_data_plane(data_plane)
     return service

@@ -254,23 +254,42 @@ def _host_in(address: ipaddress.IPv4Address, network: ipaddress.IPv4Network, wha
 
 @dataclass(frozen=True)
 class PublicAddress:
-    """A public IP held by the router on a public interface; at most one is the source-NAT IP."""
+    """A public IP held by the router on a public interface; at most one is the source-NAT IP.
+
+    `prefix_length` is the length of the public subnet's prefix: the router adds the address as
+    ``ip/prefix_length`` to the interface (router.md §6.2), which also gives the route to that
+    subnet."""
 
     interface: str
     ip: str
     source_nat: bool = False
+    prefix_length: int = 32
 
     def __post_init__(self) -> None:
         _interface(self.interface, f"public address {self.ip!r} interface")
         object.__setattr__(self, "ip", str(_address(self.ip, "public IP")))
         if not isinstance(self.source_nat, bool):
             raise RuleError(f"public address {self.ip}: source_nat must be a boolean")
+        if not 1 <= _integer(self.prefix_length, f"public address {self.ip} prefix length") <= 32:
+            raise RuleError(f"public address {self.ip}: prefix length {self.prefix_length} is outside 1-32")
+        network = ipaddress.IPv4Network(f"{self.ip}/{self.prefix_length}", strict=False)
+        if self.prefix_length < 31 and ipaddress.IPv4Address(self.ip) in (
+            network.network_address,
+            network.broadcast_address,
+        ):
+            raise RuleError(f"public address {self.ip}/{self.prefix_length} is the network or broadcast address")
 
-    def sort_key(self) -> tuple[int, str, bool]:
-        return (_ip_key(self.ip), self.interface, self.source_nat)
+    @property
+    def cidr(self) -> str:
+        """The address as the interface holds it: ``ip/prefix_length``."""
+        return f"{self.ip}/{self.prefix_length}"
+
+    def sort_key(self) -> tuple[int, str, bool, int]:
+        return (_ip_key(self.ip), self.interface, self.source_nat, self.prefix_length)
 
     def to_json(self) -> dict[str, Any]:
-        return {"interface": self.interface, "ip": self.ip, "source_nat": self.source_nat}
+        return {"interface": self.interface, "ip": self.ip, "prefix_length": self.prefix_length,
+                "source_nat": self.source_nat}
 
 
 @dataclass(frozen=True)
@@ -597,8 +616,8 @@ def _match_args(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _public_address(value: object) -> PublicAddress:
-    obj = _object(value, "public address", required={"interface", "ip"}, optional={"source_nat"})
-    return PublicAddress(obj["interface"], obj["ip"], obj.get("source_nat", False))
+    obj = _object(value, "public address", required={"interface", "ip"}, optional={"prefix_length", "source_nat"})
+    return PublicAddress(obj["interface"], obj["ip"], obj.get("source_nat", False), obj.get("prefix_length", 32))
 
 
 def _ingress(value: object) -> IngressRule:

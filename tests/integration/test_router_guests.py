@@ -52,8 +52,8 @@ KEYS1 = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGuest1KeyOne alice@example",
          "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQGuest1KeyTwo bob@example"]
 USER_DATA1 = b"#cloud-config\nruncmd:\n - [echo, hello]\n# binary tail: \x00\x01\xfe\xff\r\n"
 
-# Public side (TEST-NET-2): the router's public veth holds the source-NAT IP; the public
-# namespace has an allowed and a blocked address.
+# Public side (TEST-NET-2): the router puts the source-NAT IP on its public veth itself; the
+# public namespace has an allowed and a blocked address.
 PUBLIC_IP = "198.51.100.10"
 OUTSIDE_OK = "198.51.100.2"
 OUTSIDE_BLOCKED = "198.51.100.3"
@@ -281,7 +281,6 @@ class NatTests(_RouterDaemon):
         router, public = self.topo.router, self.topo.public_ns
         assert public is not None
         self.public = public
-        self.topo.address(router, "pub", f"{PUBLIC_IP}/24")
         self.topo.address(public, "eth0", f"{OUTSIDE_OK}/24")
         self.topo.address(public, "eth0", f"{OUTSIDE_BLOCKED}/24")
         self.topo.run_in(router, ["sysctl", "-w", "net.ipv4.ip_forward=1"])
@@ -292,6 +291,10 @@ class NatTests(_RouterDaemon):
     def listen(self, ns: str, name: str, host: str, port: int) -> None:
         proc = self.topo.spawn_in(ns, [sys.executable, "-u", self.listeners, name, host, str(port)])
         self.topo.wait_for_line(proc, "ready")
+
+    def public_addresses(self) -> list[str]:
+        out = self.topo.run_in(self.topo.router, [IP, "-j", "-4", "addr", "show", "dev", "pub"]).stdout
+        return sorted(f"{a['local']}/{a['prefixlen']}" for link in json.loads(out) for a in link["addr_info"])
 
     def connect(self, ns: str, host: str, port: int, timeout: float = 3) -> str:
         done = self.topo.run_in(ns, [sys.executable, "-c", CONNECT, host, str(port), str(timeout)],
@@ -311,11 +314,12 @@ class NatTests(_RouterDaemon):
         return first if self.iptables_save() == first else None
 
     def test_nat_port_forward_egress_and_restart(self) -> None:
-        """A connection to public_ip:8022 reaches guest 1's port 22; guest 1 reaches an allowed
-        outside address as the source-NAT IP and not the blocked one; after kill -9 (and the
-        kernel's tables emptied) a start re-applies exactly the same rules."""
+        """The router puts its public IP on the public interface; a connection to public_ip:8022
+        reaches guest 1's port 22; guest 1 reaches an allowed outside address as the source-NAT IP
+        and not the blocked one; after kill -9 (and the kernel's tables and the public address
+        emptied) a start re-applies exactly the same rules and address."""
         rules = {
-            "public_addresses": [{"interface": "pub", "ip": PUBLIC_IP, "source_nat": True}],
+            "public_addresses": [{"interface": "pub", "ip": PUBLIC_IP, "prefix_length": 24, "source_nat": True}],
             "ingress_rules": [{"public_ip": PUBLIC_IP, "protocol": "tcp", "ports": FORWARD_PORT,
                                "source_cidrs": ["0.0.0.0/0"]}],
             "port_forwards": [{"public_ip": PUBLIC_IP, "protocol": "tcp", "public_ports": FORWARD_PORT,
@@ -328,6 +332,8 @@ class NatTests(_RouterDaemon):
         self.start()
         self.assertEqual(self.control("PUT", "/v1/state", state)[1], {"generation": 1, "applied": True})
         applied = self.wait_for("the rules in the kernel", self.complete_rules)
+        self.wait_for("the public address", lambda: self.public_addresses() == [f"{PUBLIC_IP}/24"],
+                      lambda: str(self.public_addresses()))
 
         g1 = self.topo.guest(1).ns
         self.listen(g1, "guest1", IP1, GUEST_PORT)
@@ -344,11 +350,15 @@ class NatTests(_RouterDaemon):
         # kill -9, empty the kernel's tables, start: the persisted rules come back identically
         self.kill()
         self.topo.run_in(self.topo.router, ["iptables-restore"], input=_EMPTY_TABLES)
+        self.topo.run_in(self.topo.router, [IP, "addr", "flush", "dev", "pub"])
         self.assertFalse(any("DNAT" in line for line in self.iptables_save()))
+        self.assertEqual(self.public_addresses(), [])
         self.start()
         self.wait_for("the same rules after the restart", lambda: self.iptables_save() == applied,
                       lambda: "\n".join(difflib.unified_diff(applied, self.iptables_save(), lineterm="")))
         self.assertEqual(self.iptables_save(), applied)
+        self.wait_for("the public address again", lambda: self.public_addresses() == [f"{PUBLIC_IP}/24"],
+                      lambda: str(self.public_addresses()))
         self.assertEqual(self.connect(self.public, PUBLIC_IP, FORWARD_PORT), f"guest1 {OUTSIDE_OK}")
         self.assertEqual(self.connect(g1, OUTSIDE_OK, OUTSIDE_PORT), f"outside {PUBLIC_IP}")
         self.assertEqual(self.connect(g1, OUTSIDE_BLOCKED, OUTSIDE_PORT), "ERR TimeoutError")
