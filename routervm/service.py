@@ -1,6 +1,8 @@
 """The virtual router appliance's root service and its children, in start order:
 
-1. `state` — loads the last persisted state (`StateKeeper.load`), so everything after it serves
+1. `writer` — the `SerialWriter` thread that stores the state and the sealed passwords (stopped
+   last, so the writes asked for land before the process ends);
+   `state` — loads the last persisted state (`StateKeeper.load`), so everything after it serves
    that state at once;
 2. `control` — the control API, HTTPS with mutual TLS against cloudd's authority;
 3. the data-plane services (DHCP, DNS, metadata, password server), attached with
@@ -29,6 +31,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from appliance.files import remove_stale_temporaries
 from appliance.tls import TlsMaterial, server_options
 from appliance.web import ControlSite
+from appliance.writer import SerialWriter
 from routervm.config import Config
 from routervm.state import Snapshot, StateKeeper
 from routervm.web.control import ControlApi
@@ -62,10 +65,13 @@ class RouterService(MultiService):
 
     def _create_children(self) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        # 1. the state, loaded before anything serves it
+        # 1. the writer thread, then the state, loaded before anything serves it
+        self.writer = SerialWriter(self.reactor, name="routervm-writer")
+        self.writer.setName("writer")
+        self.writer.setServiceParent(self)
         self.keeper = StateKeeper(os.path.join(self.state_dir, STATE_FILE), self.reactor, self.key,
                                   password_ttl=self.config.password_ttl,
-                                  default_lease_seconds=self.config.lease_seconds)
+                                  default_lease_seconds=self.config.lease_seconds, writer=self.writer)
         state = StateService(self.keeper)
         state.setName("state")
         state.setServiceParent(self)

@@ -28,7 +28,8 @@ apply, never patched: a single-VM update and a full sync that end in the same st
 views.
 
 On disk (`StateKeeper`): `<path>` holds the state JSON (user data included, base64) written
-atomically with mode 0600; `passwords.sealed` next to it holds the pending passwords as
+atomically with mode 0600 through the keeper's `FileWriter` (in the daemon, a `SerialWriter`
+thread, so neither the encoding of a large state nor the fsync blocks the reactor); `passwords.sealed` next to it holds the pending passwords as
 `PasswordStore.sealed(key)` (AES-GCM), so no password is ever on disk in clear.  The key lives in
 `state.key` (0600), created at first start by `load_or_create_key`.
 """
@@ -44,10 +45,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from appliance.files import atomic_write, atomic_write_json
+from appliance.files import atomic_write
+from appliance.writer import FileWriter, InlineWriter, WriteTracker
 from routervm.dhcp.packet import INFINITE_LEASE, Route
 from routervm.dhcp.reservations import NetworkConfig, Reservation, ReservationTable, parse_mac
 from routervm.nat.rules import RouterRules, RuleError
@@ -426,17 +430,20 @@ Subscriber = Callable[[Snapshot], None]
 class StateKeeper:
     """Holds the current state, applies updates to it, persists it and tells subscribers.
 
-    Every method that changes the state writes the state file before it returns and then calls each
-    subscriber with the new `Snapshot`.  Passwords live in `passwords` (a `PasswordStore`, sealed to
-    `passwords.sealed` on every change); look the store up through the keeper each time, as `load`
-    replaces it.
+    Every method that changes the state asks the writer to store the new state, then calls each
+    subscriber with the new `Snapshot` at once: guests are served the new state while it is being
+    written.  `flushed()` fires when everything changed so far is on disk (the control API answers
+    only then) and fails when the newest write failed; it retries a failed write first, so a
+    client that repeats its request after a failure gets its state stored.  Passwords live in
+    `passwords` (a `PasswordStore`, sealed to `passwords.sealed` on every change); look the store
+    up through the keeper each time, as `load` replaces it.
     """
 
     log = Logger()
 
     def __init__(self, path: str, clock: IReactorTime, key: bytes, *,
                  password_ttl: float = DEFAULT_PASSWORD_TTL,
-                 default_lease_seconds: int = INFINITE_LEASE) -> None:
+                 default_lease_seconds: int = INFINITE_LEASE, writer: FileWriter | None = None) -> None:
         self.path = os.path.abspath(path)
         self.passwords_path = os.path.join(os.path.dirname(self.path), PASSWORDS_FILE)
         self._clock = clock
@@ -445,6 +452,9 @@ class StateKeeper:
         self._default_lease = default_lease_seconds
         self._snapshot: Snapshot | None = None
         self._subscribers: list[Subscriber] = []
+        self._writer: FileWriter = writer if writer is not None else InlineWriter()
+        self._state_writes = WriteTracker()
+        self._password_writes = WriteTracker()
         self._passwords = PasswordStore(clock, password_ttl, on_change=self._save_passwords)
 
     # -- reading
@@ -558,6 +568,19 @@ class StateKeeper:
             raise StateError("password must be a non-empty printable string")
         self._passwords.set(uuid, password)
 
+    def flushed(self) -> Deferred[None]:
+        """Fires when every change so far is on disk; fails with the `OSError` of the newest write
+        when that failed (after trying that write once more)."""
+        if self._state_writes.failed and self._snapshot is not None:
+            self._write_state(self._snapshot.state)
+        if self._password_writes.failed:
+            self._save_passwords()
+
+        async def both() -> None:
+            await self._state_writes.wait()
+            await self._password_writes.wait()
+        return Deferred.fromCoroutine(both())
+
     # -- internals
 
     def _require_state(self, generation: int) -> RouterState:
@@ -580,7 +603,7 @@ class StateKeeper:
 
     def _publish(self, snapshot: Snapshot, persist: bool = True) -> None:
         if persist:
-            atomic_write_json(self.path, {"format": _FORMAT, "state": snapshot.state.to_json()}, 0o600)
+            self._write_state(snapshot.state)
         self._snapshot = snapshot
         for callback in list(self._subscribers):
             self._call(callback, snapshot)
@@ -597,5 +620,22 @@ class StateKeeper:
         known = {r.uuid for r in self._snapshot.state.vms} if self._snapshot is not None else set()
         self._passwords.discard_except(known)  # its change hook rewrites the sealed file
 
+    def _write_state(self, state: RouterState) -> None:
+        def encode() -> bytes:  # on the writer's thread: the state is immutable
+            document = {"format": _FORMAT, "state": state.to_json()}
+            return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+        written = self._writer.write(self.path, encode, 0o600)
+        written.addErrback(self._write_failed, f"the state (generation {state.generation})", self.path)
+        self._state_writes.track(written)
+
     def _save_passwords(self) -> None:
-        atomic_write(self.passwords_path, self._passwords.sealed(self._key), 0o600)
+        # Sealed here: the store changes on this thread.
+        written = self._writer.write(self.passwords_path, self._passwords.sealed(self._key), 0o600)
+        written.addErrback(self._write_failed, "the pending passwords", self.passwords_path)
+        self._password_writes.track(written)
+
+    def _write_failed(self, failure: Failure, what: str, path: str) -> Failure:
+        self.log.error("could not store {what} in {path}: {why}", what=what, path=path,
+                       why=str(failure.value))
+        return failure

@@ -30,9 +30,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from twisted.web import http
 from twisted.web.server import Request
 
-from appliance.web import JsonApi, bad_request, conflict, not_found, read_json, route
+from appliance.web import ApiError, JsonApi, bad_request, conflict, not_found, read_json, route
 from routervm.records import RecordError, VmRecord
 from routervm.state import (
     RouterState,
@@ -107,6 +108,16 @@ class ControlApi:
         self._held(request)
         return applied
 
+    async def _stored(self) -> None:
+        """Wait until the change is on disk; 503 when it could not be stored (it is served all the
+        same, and a repeated request stores it)."""
+        try:
+            await self.keeper.flushed()
+        except Exception as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ApiError(http.SERVICE_UNAVAILABLE, "not_stored",
+                           f"the change is served but could not be stored: {why}; send it again") from None
+
     async def health(self, request: Request) -> Any:
         return {"service": "routervm", "status": "ok", "generation": self._held(request)}
 
@@ -128,6 +139,7 @@ class ControlApi:
         except StateError as exc:
             raise bad_request(str(exc)) from None
         applied = self._apply(request, self.keeper.replace, state)
+        await self._stored()
         return {"generation": self.keeper.generation, "applied": applied}
 
     async def put_vm(self, request: Request, uuid: str) -> Any:
@@ -142,6 +154,7 @@ class ControlApi:
         if record.uuid != uuid:
             raise bad_request("the record's uuid is not the one in the path")
         applied = self._apply(request, self.keeper.put_vm, record, generation)
+        await self._stored()
         return {"generation": self.keeper.generation, "applied": applied}
 
     async def delete_vm(self, request: Request, uuid: str) -> Any:
@@ -157,6 +170,7 @@ class ControlApi:
             _only(body, {"generation"}, {"generation"})
             generation = _generation_of(body["generation"])
         deleted = self._apply(request, self.keeper.delete_vm, uuid, generation)
+        await self._stored()
         return {"generation": self.keeper.generation, "deleted": deleted}
 
     async def put_password(self, request: Request, uuid: str) -> Any:
@@ -173,6 +187,7 @@ class ControlApi:
             self.keeper.set_password(uuid, body["password"], generation)
             return True
         self._apply(request, set_password)
+        await self._stored()
         return {"generation": self.keeper.generation, "pending": True}
 
     async def put_rules(self, request: Request) -> Any:
@@ -188,4 +203,5 @@ class ControlApi:
         except StateError as exc:
             raise bad_request(str(exc)) from None
         applied = self._apply(request, self.keeper.put_rules, rules, generation)
+        await self._stored()
         return {"generation": self.keeper.generation, "applied": applied}

@@ -16,6 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.test.requesthelper import DummyRequest
 
+from appliance.files import atomic_write
 from appliance.tls import TlsMaterial
 from cloudd.agents.control import ControlError
 from cloudd.agents.router import RouterClient
@@ -138,6 +139,105 @@ class ApiTests(SynchronousTestCase):
             self.assertIn(answer["error"]["code"], {400: "bad_request", 404: "not_found", 409: "conflict"}[want])
             self.assertNotIn(SECRET, json.dumps(answer))
         self.assertEqual(self.keeper.generation, 5)
+
+
+class GatedWriter:
+    """A `FileWriter` whose writes wait until `release`, then land for real or fail with `error`."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[str, Any, int, Deferred[None]]] = []
+        self.error: OSError | None = None
+
+    def write(self, path: str, content: Any, mode: int = 0o600) -> Deferred[None]:
+        written: Deferred[None] = Deferred()
+        self.queue.append((path, content, mode, written))
+        return written
+
+    def release(self) -> None:
+        queue, self.queue = self.queue, []
+        for path, content, mode, written in queue:
+            if self.error is not None:
+                written.errback(self.error)
+            else:
+                atomic_write(path, content() if callable(content) else content, mode)
+                written.callback(None)
+
+
+class StorageTests(SynchronousTestCase):
+    """The control API answers once the change is on disk; guests are served it at once; a write
+    that fails gets 503 and a repeated request stores it."""
+
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        self.writer = GatedWriter()
+        self.path = os.path.join(self.directory, "state.json")
+        self.keeper = StateKeeper(self.path, Clock(), b"k" * 32, writer=self.writer)
+        self.addCleanup(self.keeper.passwords.clear)
+        self.api = ControlApi(self.keeper).resource()
+        self.served: list[int] = []
+        self.keeper.subscribe(lambda snapshot: self.served.append(snapshot.generation))
+
+    def start(self, method: str, path: str, body: Any = None) -> DummyRequest:
+        request = _request(method.encode(), path, body)
+        self.api.render(request)
+        return request
+
+    def answer(self, request: DummyRequest) -> tuple[int, Any]:
+        self.assertTrue(request.finished)
+        return request.responseCode or 200, json.loads(b"".join(request.written))
+
+    def stored(self) -> int | None:
+        if not os.path.exists(self.path):
+            return None
+        with open(self.path, "rb") as f:
+            return int(json.load(f)["state"]["generation"])
+
+    def test_answer_after_the_write(self) -> None:
+        request = self.start("PUT", "/v1/state", state(1))
+        self.assertFalse(request.finished)
+        self.assertEqual(self.served, [1])  # served before it is stored
+        self.assertIsNone(self.stored())
+        self.writer.release()
+        self.assertEqual(self.answer(request), (200, {"generation": 1, "applied": True}))
+        self.assertEqual(self.stored(), 1)
+
+    def test_failed_write_then_retry(self) -> None:
+        self.writer.error = OSError(28, "No space left on device")
+        request = self.start("PUT", "/v1/state", state(1))
+        self.writer.release()
+        status, body = self.answer(request)
+        self.assertEqual(status, 503)
+        self.assertEqual(body["error"]["code"], "not_stored")
+        self.assertIn("No space left on device", body["error"]["message"])
+        self.assertEqual((self.keeper.generation, self.stored()), (1, None))
+        self.flushLoggedErrors()
+        # the same request again: nothing new to apply, but the state is written this time
+        self.writer.error = None
+        request = self.start("PUT", "/v1/state", state(1))
+        self.writer.release()
+        self.assertEqual(self.answer(request), (200, {"generation": 1, "applied": False}))
+        self.assertEqual(self.stored(), 1)
+
+    def test_password_stored_sealed_before_the_answer(self) -> None:
+        request = self.start("PUT", "/v1/state", state(1))
+        self.writer.release()
+        self.answer(request)
+        self.writer.error = OSError(13, "Permission denied")
+        request = self.start("PUT", f"/v1/vms/{UUID1}/password", {"password": SECRET})
+        self.assertFalse(request.finished)
+        self.writer.release()
+        self.assertEqual(self.answer(request)[0], 503)
+        self.assertEqual(self.keeper.passwords.fetch(UUID1), SECRET)  # pending all the same
+        self.assertFalse(os.path.exists(self.keeper.passwords_path))
+        self.writer.error = None
+        request = self.start("PUT", f"/v1/vms/{UUID1}/password", {"password": SECRET})
+        self.writer.release()
+        self.assertEqual(self.answer(request), (200, {"generation": 1, "pending": True}))
+        with open(self.keeper.passwords_path, "rb") as f:
+            sealed = f.read()
+        self.assertNotIn(SECRET.encode(), sealed)
+        self.assertGreater(len(sealed), len(SECRET))
 
 
 class ProcessTests(TestCase):

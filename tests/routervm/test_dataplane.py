@@ -226,8 +226,8 @@ class TapTests(TestCase):
         basedir = os.path.abspath(self.mktemp())
         CertificateAuthority.create(now).issue_appliance("routervm", ["127.0.0.1"], now).write(
             os.path.join(basedir, "tls"))
-        for argv, names in (([], ["state", "control", "data-plane"]),
-                            (["--no-data-plane"], ["state", "control"])):
+        for argv, names in (([], ["writer", "state", "control", "data-plane"]),
+                            (["--no-data-plane"], ["writer", "state", "control"])):
             options = tap.Options()
             options.parseOptions(["--basedir", basedir, "--control-listen", "tcp:0:interface=127.0.0.1", *argv])
             service = tap.makeService(options)
