@@ -24,6 +24,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.util.netns import (
     DHCLIENT_SCRIPT,
+    DHCPCD_PRIVATE,
     GuestSpec,
     Topology,
     repo_env,
@@ -154,8 +155,7 @@ class DhcpNetnsTests(TestCase):
         self.start_server()
         result = topo.run_in(
             topo.guest(1).ns,
-            ["timeout", "-s", "KILL", "25", "unshare", "--pid", "--fork", "--kill-child",
-             "dhcpcd", "-4", "-T", "-t", "20", "--noipv4ll", "eth0"], check=False, timeout=40)
+            ["timeout", "-s", "KILL", "25", *DHCPCD_PRIVATE, "-4", "-T", "-t", "20", "--noipv4ll", "eth0"], check=False, timeout=40)
         values = dict(line.partition("=")[::2] for line in result.stdout.splitlines() if "=" in line)
         values = {k: v.strip("'") for k, v in values.items()}
         self.assertEqual(values.get("new_ip_address"), f"{self.subnet}.10", result.stdout + result.stderr)

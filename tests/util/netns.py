@@ -276,6 +276,16 @@ exit 0
 """
 
 
+#: The argv prefix that runs ``dhcpcd`` with empty private /run and /var/lib/dhcpcd: it keeps its
+#: lease, DUID and pid files there, shared with the host otherwise (`ip netns exec` gives the
+#: command a mount namespace of its own, `unshare --mount` a private one on top);
+#: ``--pid --fork --kill-child`` reaps its privilege-separated helpers with it.  Append dhcpcd's
+#: own arguments.
+DHCPCD_PRIVATE = ("unshare", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c",
+                  'mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/dhcpcd && exec dhcpcd "$@"',
+                  "dhcpcd")
+
+
 def script_records(path: str) -> list[dict[str, str]]:
     """What a recording client script wrote: one dict of NAME -> value per invocation."""
     if not os.path.exists(path):
