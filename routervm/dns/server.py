@@ -45,6 +45,8 @@ _log = Logger()
 
 #: Seconds between two log lines about dropped datagrams.
 DROP_LOG_INTERVAL = 60.0
+#: The longest label a DNS name may carry on the wire (RFC 1035 §2.3.4).
+_MAX_LABEL = 63
 
 
 def client_filter(cidrs: Iterable[str]) -> Callable[[str], bool]:
@@ -116,6 +118,16 @@ class RouterDnsFactory(server.DNSServerFactory):
         self.authority = authority
         self.is_allowed = is_allowed
         self._local = ResolverChain([authority])
+        self.unencodable = 0  # queries dropped because their name cannot be encoded
+
+    def messageReceived(self, message: dns.Message, proto: Any, address: tuple[str, int] | None = None) -> None:  # noqa: N802
+        # A name with a label over 63 bytes parses (via compression pointers and the reserved
+        # label types) but cannot be encoded again, so no answer can repeat the question: drop it.
+        for query in message.queries:
+            if any(len(label) > _MAX_LABEL for label in query.name.name.split(b".")):
+                self.unencodable += 1
+                return
+        server.DNSServerFactory.messageReceived(self, message, proto, address)
 
     def _peer(self, protocol: Any, address: tuple[str, int] | None) -> str:
         if address is not None:

@@ -3,6 +3,8 @@ swaps and robustness against malformed datagrams (security.md 21)."""
 
 from __future__ import annotations
 
+import struct
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
@@ -109,6 +111,18 @@ class FuzzTests(SynchronousTestCase):
     def assertStillAnswers(self, srv: object, transport: object) -> None:
         [out] = udp_answer(srv, transport, query_bytes("web1.cloud.internal", id=99))  # type: ignore[arg-type]
         self.assertEqual(parse(out).answers[0].payload.dottedQuad(), "10.1.1.50")
+
+    def test_unencodable_name_dropped(self) -> None:
+        """A question whose label is over 63 bytes (it parses, but no answer could repeat it) gets
+        no answer and logs no error, and the next valid query is answered."""
+        long_label = b"\x40" + b"a" * 64 + b"\x00"
+        data = struct.pack("!6H", 7, 0x0100, 1, 0, 0, 0) + long_label + struct.pack("!2H", dns.A, dns.IN)
+        for upstreams in ((), (("192.0.2.53", 53),)):
+            srv, transport, _ = offline_server(upstreams=upstreams, allowed=False)
+            self.assertEqual(udp_answer(srv, transport, data), [])
+            self.assertEqual(srv.factory.unencodable, 1)
+            self.assertStillAnswers(srv, transport)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_every_sub_slice(self) -> None:
         srv, transport, _ = offline_server(upstreams=(("192.0.2.53", 53),), allowed=False)
