@@ -8,8 +8,9 @@ on the network it names; later snapshots update the servers in place (one refere
 * DNS: a `DnsServer` on ``router_ip:53`` (UDP and TCP), authoritative from
   `DnsTable.build(domain, router_ip, records)`, forwarding to ``network.dns_servers`` for clients
   inside the guest CIDR only;
-* metadata (``router_ip:80``) and the password server (``router_ip:8080``), identifying guests by
-  (interface, neighbour MAC, source IP);
+* metadata (port 80) and the password server (port 8080) on every address of the guest interface
+  (0.0.0.0 tied to the device, `routervm.device`), so a guest finds them on whichever router
+  address it learnt; they identify guests by (interface, neighbour MAC, source IP);
 * public addresses and NAT/firewall: when the snapshot has rules, `AddressApplier.apply` puts the
   public addresses on the public interfaces, then `RuleApplier.apply` loads the rule set; one
   apply at a time, the latest rules winning over any that were waiting.
@@ -32,8 +33,10 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
+from routervm.device import listen_tcp_on_device
 from routervm.dhcp.server import DhcpServerProtocol, DhcpService, Listen
 from routervm.dns.server import DnsServer
 from routervm.dns.table import DnsTable
@@ -171,11 +174,11 @@ class DataPlane(Service):
             # First: it fails when router_ip is not this host's, and then nothing else is bound.
             ports.extend(dns.listen(self.ports.dns, address))
             metadata = MetadataService(snapshot.records, self.neighbours)
-            ports.append(self.reactor.listenTCP(
-                self.ports.metadata, MetadataFactory(metadata, net.interface, self.reactor), interface=address))
+            ports.append(self._listen_tcp(self.ports.metadata, MetadataFactory(metadata, net.interface, self.reactor),
+                                          net.interface))
             password = PasswordService(snapshot.records, self.neighbours, self.keeper.passwords)
-            ports.append(self.reactor.listenTCP(
-                self.ports.password, PasswordFactory(password, net.interface, self.reactor), interface=address))
+            ports.append(self._listen_tcp(self.ports.password, PasswordFactory(password, net.interface, self.reactor),
+                                          net.interface))
             server = DhcpServerProtocol(net.interface, snapshot.reservations, snapshot.dhcp, self.reactor)
             dhcp = DhcpService(self.reactor, [server], port=self.ports.dhcp, listen=self._dhcp_listen)
             dhcp.startService()
@@ -186,6 +189,12 @@ class DataPlane(Service):
         self.listening, self.dhcp, self.dns = ports, dhcp, dns
         self.metadata, self.password = metadata, password
         self.bound = _binding(snapshot)
+
+    def _listen_tcp(self, port: int, factory: ServerFactory, interface: str) -> IListeningPort:
+        if self.listen_address is not None:
+            listening: IListeningPort = self.reactor.listenTCP(port, factory, interface=self.listen_address)
+            return listening
+        return listen_tcp_on_device(self.reactor, port, factory, interface)
 
     async def _unbind(self) -> None:
         ports, self.listening = self.listening, []

@@ -29,12 +29,14 @@ _ESTABLISHED = ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"]
 _NEW = ["-m", "conntrack", "--ctstate", "NEW"]
 _WAS_DNATED = ["-m", "conntrack", "--ctstate", "DNAT"]
 
-# Guest-facing services on the router's guest IP (router.md §6.1): DNS, metadata, passwords.
-_GUEST_SERVICES: list[tuple[Protocol, int, bool]] = [
-    (Protocol.UDP, 53, False),
-    (Protocol.TCP, 53, False),
-    (Protocol.TCP, 80, True),
-    (Protocol.TCP, 8080, True),
+# Guest-facing services (router.md §6.1): DNS on the router's guest IP; metadata and passwords
+# on every router address of the guest interface (§2.1, security.md 23), as they listen there.
+# (protocol, port, NEW only, router's guest IP only)
+_GUEST_SERVICES: list[tuple[Protocol, int, bool, bool]] = [
+    (Protocol.UDP, 53, False, True),
+    (Protocol.TCP, 53, False, True),
+    (Protocol.TCP, 80, True, False),
+    (Protocol.TCP, 8080, True, False),
 ]
 _DHCP_SERVER_PORT = 67
 
@@ -127,10 +129,11 @@ def _filter(rules: RouterRules) -> _Table:
     # Guest-to-router services.  DHCP requests come from 0.0.0.0 to the broadcast address, so
     # they are matched by interface and port alone.
     table.append("INPUT", *_service(Protocol.UDP, _DHCP_SERVER_PORT), "-j", "ACCEPT", i=gdev)
-    for protocol, port, new_only in _GUEST_SERVICES:
+    for protocol, port, new_only, router_ip_only in _GUEST_SERVICES:
         state = _NEW if new_only else []
         match = [*_service(protocol, port), *state]
-        table.append("INPUT", *match, "-j", "ACCEPT", s=guest.cidr, d=_host(guest.router_ip), i=gdev)
+        destination = _host(guest.router_ip) if router_ip_only else ANY_CIDR
+        table.append("INPUT", *match, "-j", "ACCEPT", s=guest.cidr, d=destination, i=gdev)
 
     public_devices = sorted({a.interface for a in rules.public_addresses})
     for pdev in public_devices:

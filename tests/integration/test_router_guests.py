@@ -336,6 +336,12 @@ class NatTests(_RouterDaemon):
                       lambda: str(self.public_addresses()))
 
         g1 = self.topo.guest(1).ns
+        # the filter lets guests reach the password server on any router address of their network
+        self.topo.run_in(self.topo.router, [IP, "addr", "add", f"{SUBNET}.254/24", "dev", "br0"])
+        for host in (ROUTER, f"{SUBNET}.254"):
+            asked = self.topo.run_in(g1, ["curl", "-sS", "--max-time", "5", "-H", "DomU_Request: send_my_password",
+                                          f"http://{host}:8080/"], check=False, timeout=30)
+            self.assertEqual(asked.stdout, "saved_password", f"{host}: {asked.stderr}")
         self.listen(g1, "guest1", IP1, GUEST_PORT)
         self.listen(self.public, "outside", "0.0.0.0", OUTSIDE_PORT)
 

@@ -36,6 +36,7 @@ SUBNET = "10.77.0"
 ROUTER = f"{SUBNET}.1"
 IP1 = f"{SUBNET}.50"
 IP2 = f"{SUBNET}.51"
+VIP = f"{SUBNET}.254"  # another router address on the guest bridge (a gateway or virtual address)
 DOMAIN = "cloudnine.internal"
 UPSTREAM = "192.0.2.53"
 SECRET = "Pw-for-vm1-x7Q"
@@ -158,8 +159,8 @@ class RouterNamespaceTests(TestCase):
         text, _, code = done.stdout.rpartition("\n")
         return (int(code) if code.strip().isdigit() and int(code) else None), text
 
-    def password(self, ns: str, request: str) -> str:
-        status, body = self.http(ns, f"http://{ROUTER}:8080/", f"DomU_Request: {request}")
+    def password(self, ns: str, request: str, host: str = ROUTER) -> str:
+        status, body = self.http(ns, f"http://{host}:8080/", f"DomU_Request: {request}")
         self.assertEqual(status, 200, body)
         return body
 
@@ -186,6 +187,10 @@ class RouterNamespaceTests(TestCase):
 
         # metadata for the owner
         self.assertEqual(self.http(g1, f"http://{ROUTER}/latest/meta-data/instance-id"), (200, UUID1))
+        # an address added to the guest bridge while the daemon runs serves metadata and passwords too
+        self.topo.run_in(self.topo.router, [IP, "addr", "add", f"{VIP}/24", "dev", "br0"])
+        self.assertEqual(self.http(g1, f"http://{VIP}/latest/meta-data/instance-id"), (200, UUID1))
+        self.assertEqual(self.password(g1, "send_my_password", host=VIP), SECRET)
 
         # passwords: served, acknowledged, gone; guest 2 never gets one
         self.topo.address(g2, "eth0", f"{IP2}/24")

@@ -81,8 +81,8 @@ GOLDEN = """\
 -A INPUT -i eth0 -p udp -m udp --dport 67 -j ACCEPT
 -A INPUT -s 10.1.1.0/24 -d 10.1.1.1/32 -i eth0 -p udp -m udp --dport 53 -j ACCEPT
 -A INPUT -s 10.1.1.0/24 -d 10.1.1.1/32 -i eth0 -p tcp -m tcp --dport 53 -j ACCEPT
--A INPUT -s 10.1.1.0/24 -d 10.1.1.1/32 -i eth0 -p tcp -m tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT
--A INPUT -s 10.1.1.0/24 -d 10.1.1.1/32 -i eth0 -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -j ACCEPT
+-A INPUT -s 10.1.1.0/24 -i eth0 -p tcp -m tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT
+-A INPUT -s 10.1.1.0/24 -i eth0 -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -j ACCEPT
 -A FORWARD -i eth2 -o eth0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A FORWARD -i eth0 -o eth0 -j ACCEPT
 -A FORWARD -d 10.1.1.50/32 -i eth2 -o eth0 -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -j ACCEPT
