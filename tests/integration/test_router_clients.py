@@ -10,7 +10,7 @@ network namespace, each client in a guest namespace of its own on the router's b
   and refused to a client outside the guest network.
 
 Needs root, ``ip netns``, curl and the clients (udhcpc, dhcpcd, dig); otherwise the tests skip and
-say why.  The daemon helpers are `test_router_netns.RouterNamespaceTests`'.
+say why.
 """
 
 from __future__ import annotations
@@ -21,23 +21,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest
 
-from tests.integration import test_router_netns as netns_tests
-from tests.util.appliance import RouterAppliance
-from tests.util.netns import (
-    DHCPCD_PRIVATE,
-    IP,
-    GuestSpec,
-    Topology,
-    require_commands,
-    require_root_and_netns,
-    script_records,
-)
+from tests.integration.router_daemon import RouterDaemonCase
+from tests.util.netns import DHCPCD_PRIVATE, IP, require_commands, script_records
 
 MAC1 = "02:00:00:00:c0:01"
 MAC2 = "02:00:00:00:c0:02"
@@ -134,35 +123,14 @@ def state(generation: int, vms: list[dict[str, Any]], lease_seconds: int | None 
             "vms": vms, "rules": None}
 
 
-class _ClientsRouter(TestCase):
+class _ClientsRouter(RouterDaemonCase):
     """A router namespace whose bridge ``br0`` (``ROUTER/24``) connects the guests, the real
-    daemon in it, driven with `RouterNamespaceTests`' helpers."""
+    daemon in it."""
 
     timeout = 120
 
-    def start(self) -> None:
-        netns_tests.RouterNamespaceTests.start(cast(Any, self))
-
-    def kill(self) -> None:
-        netns_tests.RouterNamespaceTests.kill(cast(Any, self))
-
-    def control(self, method: str, path: str, body: Any = None, check: bool = True) -> tuple[int | None, Any]:
-        return netns_tests.RouterNamespaceTests.control(cast(Any, self), method, path, body, check)
-
     def make_router(self, macs: list[str], public: bool = False) -> None:
-        require_root_and_netns()
-        require_commands("curl")
-        self.topo = Topology.for_test(self, guests=[GuestSpec(mac=mac) for mac in macs], public=public)
-        router = self.topo.router
-        steps = [["link", "add", "br0", "type", "bridge"]]
-        steps += [["link", "set", guest.router_ifname, "master", "br0"] for guest in self.topo.guests]
-        steps += [["link", "set", "br0", "up"], ["addr", "add", f"{ROUTER}/24", "dev", "br0"]]
-        for argv in steps:
-            self.topo.run_in(router, [IP, *argv])
-        self.dir = os.path.abspath(self.mktemp())
-        os.makedirs(self.dir)
-        self.app = RouterAppliance(os.path.join(self.dir, "router"), data_plane=True)
-        self.proc: subprocess.Popen[Any] | None = None
+        self.build(macs, f"{ROUTER}/24", public=public)
 
     def put_state(self, body: dict[str, Any]) -> None:
         self.assertEqual(self.control("PUT", "/v1/state", body)[1],
@@ -175,18 +143,6 @@ class _ClientsRouter(TestCase):
             f.write(template.format(out=out))
         os.chmod(path, 0o755)
         return path, out
-
-    def wait_for(self, what: str, check: Callable[[], Any], explain: Callable[[], str] | None = None,
-                 timeout: float = 30) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                detail = explain() if explain is not None else ""
-                self.fail(f"timed out waiting for {what}\n{detail}\n{self.app.log()}")
-            time.sleep(0.1)  # polling real processes
 
     def addresses(self, ns: str) -> list[str]:
         """The IPv4 addresses (CIDR) on eth0 inside `ns`."""

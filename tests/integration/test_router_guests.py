@@ -11,7 +11,7 @@ routervm`) inside a router network namespace:
   start that re-applies the persisted state.
 
 Needs root, ``ip netns``, curl, wget and iptables (and cloud-init for the first test); otherwise
-the tests skip and say why.  The daemon helpers are `test_router_netns.RouterNamespaceTests`'.
+the tests skip and say why.
 """
 
 from __future__ import annotations
@@ -22,16 +22,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import time
-from typing import Any, cast
+from typing import Any
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest
 
-from tests.integration import test_router_netns as netns_tests
-from tests.util.appliance import RouterAppliance
-from tests.util.netns import IP, GuestSpec, Topology, require_commands, require_root_and_netns
+from tests.integration.router_daemon import RouterDaemonCase
+from tests.util.netns import IP, require_commands
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 CLOUD_INIT_CS = "/usr/lib/python3/dist-packages/cloudinit/sources/DataSourceCloudStack.py"
@@ -132,20 +129,9 @@ _EMPTY_TABLES = "".join(
                           ("mangle", ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"))))
 
 
-class _RouterDaemon(TestCase):
+class _RouterDaemon(RouterDaemonCase):
     """A router namespace with guests on bridge ``br0`` (router ``ROUTER/24``) and the real
-    daemon in it, driven with `RouterNamespaceTests`' helpers."""
-
-    timeout = 240
-    # `RouterNamespaceTests`' daemon helpers use only topo, app, proc and the assertions.
-    def start(self) -> None:
-        netns_tests.RouterNamespaceTests.start(cast(Any, self))
-
-    def kill(self) -> None:
-        netns_tests.RouterNamespaceTests.kill(cast(Any, self))
-
-    def control(self, method: str, path: str, body: Any = None, check: bool = True) -> tuple[int | None, Any]:
-        return netns_tests.RouterNamespaceTests.control(cast(Any, self), method, path, body, check)
+    daemon in it."""
 
     def password(self, ns: str, request: str) -> str:
         """One password-server request with curl from `ns` (the status and curl's error kept)."""
@@ -157,36 +143,12 @@ class _RouterDaemon(TestCase):
         return text
 
     def make_router(self, guests: int, public: bool = False, default_route: bool = True) -> None:
-        require_root_and_netns()
-        require_commands("curl")
-        specs = [GuestSpec(mac=mac) for mac in (MAC1, MAC2)[:guests]]
-        self.topo = Topology.for_test(self, guests=specs, public=public)
-        router = self.topo.router
-        steps = [["link", "add", "br0", "type", "bridge"]]
-        steps += [["link", "set", f"g{i}", "master", "br0"] for i in range(1, guests + 1)]
-        steps += [["link", "set", "br0", "up"], ["addr", "add", f"{ROUTER}/24", "dev", "br0"]]
-        for argv in steps:
-            self.topo.run_in(router, [IP, *argv])
+        self.build((MAC1, MAC2)[:guests], f"{ROUTER}/24", public=public)
         for i, address in zip(range(1, guests + 1), (IP1, IP2), strict=False):
             ns = self.topo.guest(i).ns
             self.topo.address(ns, "eth0", f"{address}/24")
             if default_route:
                 self.topo.route(ns, "default", "via", ROUTER)
-        self.dir = os.path.abspath(self.mktemp())
-        os.makedirs(self.dir)
-        self.app = RouterAppliance(os.path.join(self.dir, "router"), data_plane=True)
-        self.proc: subprocess.Popen[Any] | None = None
-
-    def wait_for(self, what: str, check: Any, explain: Any = None, timeout: float = 30) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                detail = explain() if explain is not None else ""
-                self.fail(f"timed out waiting for {what}\n{detail}\n{self.app.log()}")
-            time.sleep(0.2)  # polling real processes
 
 
 class CloudInitTests(_RouterDaemon):

@@ -7,26 +7,12 @@ Needs root, ``ip netns`` and dhclient, dig and curl; otherwise the test skips an
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import time
 from typing import Any
 
-from twisted.trial.unittest import TestCase
-
-from tests.util.appliance import RouterAppliance
-from tests.util.daemon import twistd_argv, twistd_env
-from tests.util.netns import (
-    DHCLIENT_SCRIPT,
-    IP,
-    GuestSpec,
-    Topology,
-    require_commands,
-    require_root_and_netns,
-    script_records,
-)
+from tests.integration.router_daemon import RouterDaemonCase
+from tests.util.netns import DHCLIENT_SCRIPT, IP, require_commands, script_records
 
 MAC1 = "02:00:00:00:a0:01"
 MAC2 = "02:00:00:00:a0:02"
@@ -59,62 +45,10 @@ STATE = {
 }
 
 
-class RouterNamespaceTests(TestCase):
-    timeout = 240
-
+class RouterNamespaceTests(RouterDaemonCase):
     def setUp(self) -> None:
-        require_root_and_netns()
         require_commands("dhclient", "dig", "curl")
-        self.topo = Topology.for_test(self, guests=[GuestSpec(mac=MAC1), GuestSpec(mac=MAC2)])
-        router = self.topo.router
-        for argv in (["link", "add", "br0", "type", "bridge"], ["link", "set", "g1", "master", "br0"],
-                     ["link", "set", "g2", "master", "br0"], ["link", "set", "br0", "up"],
-                     ["addr", "add", f"{ROUTER}/24", "dev", "br0"]):
-            self.topo.run_in(router, [IP, *argv])
-        self.dir = os.path.abspath(self.mktemp())
-        os.makedirs(self.dir)
-        self.app = RouterAppliance(os.path.join(self.dir, "router"), data_plane=True)
-        self.proc: subprocess.Popen[Any] | None = None
-
-    # --- the daemon ---------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        argv = twistd_argv("-n", "--pidfile=", "--logfile", self.app.log_path, "routervm",
-                           *self.app.plugin_args())
-        self.proc = self.topo.spawn_in(self.topo.router, argv, env=twistd_env(),
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.fail(f"routervm exited with {self.proc.returncode}:\n{self.app.log()}")
-            status, _ = self.control("GET", "/health", check=False)
-            if status == 200:
-                return
-            time.sleep(0.2)  # polling a real process
-        self.fail(f"routervm did not answer:\n{self.app.log()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def control(self, method: str, path: str, body: Any = None, check: bool = True) -> tuple[int | None, Any]:
-        """One control request with curl inside the router namespace (mutual TLS)."""
-        app = self.app
-        argv = ["curl", "-sS", "--max-time", "20", "--cacert", os.path.join(app.tls_dir, "ca.pem"),
-                "--cert", os.path.join(app.client_dir, "cert.pem"),
-                "--key", os.path.join(app.client_dir, "key.pem"),
-                "-X", method, "-o", "-", "-w", "\n%{http_code}"]
-        if body is not None:
-            argv += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
-        argv.append(app.control_url + path)
-        done = self.topo.run_in(self.topo.router, argv, check=False,
-                                input=None if body is None else json.dumps(body))
-        text, _, code = done.stdout.rpartition("\n")
-        status = int(code) if code.strip().isdigit() and int(code) else None
-        if check:
-            self.assertEqual(status, 200, f"{method} {path}: {done.stdout} {done.stderr}\n{app.log()}")
-        return status, json.loads(text) if status else None
+        self.build([MAC1, MAC2], f"{ROUTER}/24")
 
     # --- guests ------------------------------------------------------------------------------------
 
