@@ -22,7 +22,11 @@ from routervm.metadata.content import MetadataView
 from routervm.neighbours import NeighbourTable
 from routervm.records import IdentityKey, RecordIndex
 
-__all__ = ["MetadataFactory", "MetadataService"]
+__all__ = ["METADATA_HTTP", "MetadataFactory", "MetadataService"]
+
+#: The listener's framing: HTTP/1.1 with keep-alive; the answer depends on no header field, so the
+#: handler is given none (the framing fields are still checked).
+METADATA_HTTP = HTTPOptions(handler_headers=frozenset())
 
 #: Bound on the fast-path cache; only owners enter it, so it holds about one entry per NIC.
 _MAX_SEEN = 65536
@@ -103,6 +107,7 @@ class MetadataFactory(LeanHTTPFactory):
         clock: IReactorTime,
         options: HTTPOptions | None = None,
     ) -> None:
+        options = METADATA_HTTP if options is None else options
         super().__init__(OnInterface(service, interface), clock, options)
         self.service = service
         self.interface = interface

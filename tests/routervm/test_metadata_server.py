@@ -23,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from routervm.http import HTTPOptions, LeanHTTPFactory, LeanHTTPProtocol, Reply
 from routervm.metadata.content import MetadataView
-from routervm.metadata.server import MetadataFactory, MetadataService
+from routervm.metadata.server import METADATA_HTTP, MetadataFactory, MetadataService
 from routervm.neighbours import StaticNeighbours
 from routervm.records import Nic, RecordIndex, VmRecord
 
@@ -295,6 +295,24 @@ class FramingTests(MetadataTestMixin, SynchronousTestCase):
             + b"Content-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
             + body
         )
+
+    def test_handler_given_no_fields(self) -> None:
+        """The metadata answer depends on no header field, so its listener hands none to the
+        service (`METADATA_HTTP`); the framing fields are still obeyed."""
+        self.assertEqual(self.factory.options, METADATA_HTTP)
+        self.assertEqual(METADATA_HTTP.handler_headers, frozenset())
+        seen: list[dict[str, list[str]]] = []
+        respond_on = self.service.respond_on
+
+        def spy(interface: str, method: str, path: str, headers: dict[str, list[str]], peer_ip: str) -> Reply:
+            seen.append(headers)
+            return respond_on(interface, method, path, headers, peer_ip)
+
+        self.service.respond_on = spy  # type: ignore[method-assign]
+        self.protocol.dataReceived(get("/latest/meta-data/vm-id", "User-Agent: x", "Connection: close"))
+        self.assertEqual(seen, [{}])
+        self.assertEqual(split_responses(self.transport.value()), [(200, UUID.encode())])
+        self.assertTrue(self.transport.disconnecting)
 
     def test_pipelined_in_one_segment(self) -> None:
         self.protocol.dataReceived(get("/latest/meta-data/vm-id") + get("/latest/meta-data/local-hostname"))
