@@ -16,6 +16,7 @@ them into a read.  Only complete entries (flag ``0x2``,
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -27,6 +28,10 @@ __all__ = ["ATF_COM", "NeighbourTable", "ProcArpNeighbours", "StaticNeighbours",
 #: The "complete" flag of an ARP entry (include/uapi/linux/if_arp.h).
 ATF_COM = 0x02
 _NO_MAC = "00:00:00:00:00:00"
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: An IPv4 address in the form ``str(ipaddress.IPv4Address)`` gives (no leading zeros).
+_CANONICAL_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
 
 #: (device, IPv4 text) → lower-case MAC
 Table = dict[tuple[str, str], str]
@@ -42,6 +47,8 @@ class NeighbourTable(Protocol):
 
 
 def _canonical_ip(ip: str) -> str | None:
+    if _CANONICAL_IPV4.fullmatch(ip) is not None:
+        return ip  # what the kernel prints, and what ipaddress would give back
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

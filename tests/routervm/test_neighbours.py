@@ -42,6 +42,31 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(parse_proc_arp(""), {})
         self.assertEqual(parse_proc_arp(HEADER), {})
 
+    def test_address_forms(self) -> None:
+        """Addresses are keyed as `ipaddress` writes them: the kernel's dotted quads as they are,
+        forms with leading zeros or out-of-range octets skipped."""
+        text = HEADER + "".join(
+            f"{ip} 0x1 0x2 02:00:4c:5e:00:{i:02x} * eth0\n"
+            for i, ip in enumerate(
+                ["0.0.0.1", "255.255.255.255", "10.1.1.010", "10.1.1.256", "10.1.1", "199.200.249.250"]
+            )
+        )
+        self.assertEqual(
+            parse_proc_arp(text),
+            {
+                ("eth0", "0.0.0.1"): "02:00:4c:5e:00:00",
+                ("eth0", "255.255.255.255"): "02:00:4c:5e:00:01",
+                ("eth0", "199.200.249.250"): "02:00:4c:5e:00:05",
+            },
+        )
+
+    def test_full_network(self) -> None:
+        """A /24 guest network's table: every entry is found."""
+        text = HEADER + "".join(f"10.1.1.{i} 0x1 0x2 02:00:0a:01:01:{i:02x} * eth1\n" for i in range(1, 255))
+        table = parse_proc_arp(text)
+        self.assertEqual(len(table), 254)
+        self.assertEqual(table[("eth1", "10.1.1.254")], "02:00:0a:01:01:fe")
+
 
 class StaticTests(SynchronousTestCase):
     def test_lookup(self) -> None:
@@ -78,6 +103,11 @@ class ProcArpTests(SynchronousTestCase):
         self.assertEqual(self.table.mac_for("eth3", "10.1.1.50"), "02:00:4c:5e:00:77")
         self.assertIsNone(self.table.mac_for("eth0", "10.1.1.51"))
         self.assertIsNone(self.table.mac_for("eth0", "bogus"))
+
+    def test_mapped_ipv4(self) -> None:
+        """An IPv4-mapped IPv6 source finds the IPv4 entry; other spellings of it do not."""
+        self.assertEqual(self.table.mac_for("eth0", "::ffff:10.1.1.50"), "02:00:4c:5e:00:02")
+        self.assertIsNone(self.table.mac_for("eth0", "010.1.1.50"))
 
     def test_hits_cached_until_max_age(self) -> None:
         """Hits are served from the parsed table until it is ``max_age`` old; then re-read."""
