@@ -121,10 +121,9 @@ class MetadataView:
         local_hostname = r.hostname if r.local_hostname is None else r.local_hostname
         ordered: list[tuple[str, str | None]] = [
             ("service-offering", None if r.service_offering is None else unicode_escape(r.service_offering)),
-            (
-                "availability-zone",
-                None if r.availability_zone is None else unicode_escape(r.availability_zone),
-            ),
+            # Always listed: cloud-init's CloudStack datasource reads it unconditionally (a
+            # missing key is a KeyError there), so an unknown zone is an empty value.
+            ("availability-zone", unicode_escape(r.availability_zone or "")),
             ("local-ipv4", self.nic.ip),
             ("local-hostname", unicode_escape(local_hostname)),
             ("public-ipv4", r.public_ipv4),

@@ -200,9 +200,9 @@ class CloudInitTests(_RouterDaemon):
                  "vms": [vm(UUID1, MAC1, IP1, "vm1", public_keys=KEYS1,
                             user_data=base64.b64encode(USER_DATA1).decode("ascii"),
                             availability_zone="zone-a", service_offering="Small"),
-                         # cloud-init's DataSource.get_data reads availability-zone (KeyError
-                         # without it); CloudStack always sends the zone name.
-                         vm(UUID2, MAC2, IP2, "vm2", availability_zone="zone-a")]}
+                         # no zone: cloud-init reads availability-zone unconditionally (a
+                         # KeyError without it), so the router lists it, empty
+                         vm(UUID2, MAC2, IP2, "vm2")]}
         self.assertEqual(self.control("PUT", "/v1/state", state)[1], {"generation": 1, "applied": True})
         self.assertTrue(self.control("PUT", f"/v1/vms/{UUID1}/password", {"password": SECRET})[1]["pending"])
         g1, g2 = self.topo.guest(1).ns, self.topo.guest(2).ns
@@ -227,6 +227,7 @@ class CloudInitTests(_RouterDaemon):
         self.assertEqual(two["instance_id"], UUID2)
         self.assertEqual(two["local_hostname"], "vm2")
         self.assertEqual(two["metadata"]["local-ipv4"], IP2)
+        self.assertEqual(two["metadata"]["availability-zone"], "")
         self.assertEqual(two["public_keys"], [])
         self.assertEqual(base64.b64decode(two["user_data"]), b"")
         self.assertIsNone(two["password"])

@@ -76,11 +76,15 @@ class ListingTests(SynchronousTestCase):
             self.assertNotIn("user-data", names)
 
     def test_bare_listing(self) -> None:
-        """Unset members are not listed at all, so nothing listed can 404."""
+        """Unset members are not listed at all, so nothing listed can 404; availability-zone is
+        always listed (cloud-init's CloudStack datasource cannot do without it), empty when the
+        zone is unknown."""
+        view = MetadataView(bare_record())
         self.assertEqual(
-            MetadataView(bare_record()).lookup("/latest/meta-data/"),
-            b"local-ipv4\nlocal-hostname\ninstance-id\nvm-id\npublic-keys\n",
+            view.lookup("/latest/meta-data/"),
+            b"availability-zone\nlocal-ipv4\nlocal-hostname\ninstance-id\nvm-id\npublic-keys\n",
         )
+        self.assertEqual(view.lookup("/latest/meta-data/availability-zone"), b"")
 
     def test_optional_and_custom_keys(self) -> None:
         """Domain keys and cloud-name follow the standard keys; custom keys come last, in order."""
@@ -97,7 +101,7 @@ class ListingTests(SynchronousTestCase):
         view = MetadataView(record)
         self.assertEqual(
             view.lookup("/latest/meta-data/"),
-            b"local-ipv4\nlocal-hostname\ninstance-id\nvm-id\npublic-keys\n"
+            b"availability-zone\nlocal-ipv4\nlocal-hostname\ninstance-id\nvm-id\npublic-keys\n"
             b"cloud-domain\ncloud-domain-id\ncloud-name\nRole\ntier\n",
         )
         self.assertEqual(view.lookup("/latest/meta-data/cloud-domain"), b"ROOT")
