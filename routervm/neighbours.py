@@ -9,7 +9,8 @@ to reach the router.
 parsed table for ``max_age`` seconds on the injected clock; a lookup that misses re-reads the table
 unless the same (interface, address) already missed within ``miss_interval`` seconds, so a new
 guest is seen on its first request while one source repeating its requests cannot turn each of
-them into a read.  Only complete entries (flag ``0x2``,
+them into a read; and however many sources miss, a miss re-reads at most once per
+``reread_floor`` seconds, so a burst from many addresses costs a bounded share of the loop.  Only complete entries (flag ``0x2``,
 ``ATF_COM``) count.  `StaticNeighbours` is a fixed table for tests and benches.
 """
 
@@ -134,13 +135,15 @@ class ProcArpNeighbours:
         clock: IReactorTime,
         max_age: float = 1.0,
         miss_interval: float = 0.1,
+        reread_floor: float = 0.005,
     ) -> None:
-        if max_age <= 0 or miss_interval < 0:
-            raise ValueError("max_age must be positive and miss_interval not negative")
+        if max_age <= 0 or miss_interval < 0 or reread_floor < 0:
+            raise ValueError("max_age must be positive, miss_interval and reread_floor not negative")
         self.path = path
         self._clock = clock
         self._max_age = max_age
         self._miss_interval = min(miss_interval, max_age)
+        self._reread_floor = min(reread_floor, self._miss_interval)
         self._table: Table = {}
         self._read_at: float | None = None
         self._missed: dict[tuple[str, str], float] = {}
@@ -179,6 +182,9 @@ class ProcArpNeighbours:
         last = self._missed.get(key)
         if last is not None and 0 <= now - last < self._miss_interval:
             return None  # this source missed a moment ago: no new read for it
+        read_at = self._read_at
+        if read_at is not None and read_at != now and 0 <= now - read_at < self._reread_floor:
+            return None  # read a moment ago for another source; this one may ask again
         if len(self._missed) >= MAX_MISSES_REMEMBERED:
             self._missed.clear()
         self._missed[key] = now

@@ -148,6 +148,20 @@ class ProcArpTests(SynchronousTestCase):
         self.assertIsNone(self.table.mac_for("eth0", "10.1.1.60"))
         self.assertEqual(self.table.reads, 2)
 
+    def test_many_sources_read_at_most_once_per_floor(self) -> None:
+        """A burst of unknown sources, one a millisecond, re-reads at most once per 5 ms; a
+        source held back by that floor is found when it asks again after it."""
+        for i in range(100):
+            self.clock.advance(0.001)
+            self.assertIsNone(self.table.mac_for("eth0", f"10.9.{i // 250}.{i % 250 + 1}"))
+        self.assertLessEqual(self.table.reads, 21)
+        self.assertGreaterEqual(self.table.reads, 16)
+        self.write(FIXTURE + "10.1.1.62 0x1 0x2 02:00:4c:5e:00:62 * eth0\n")
+        self.clock.advance(0.001)
+        self.assertIsNone(self.table.mac_for("eth0", "10.1.1.62"))  # inside the floor
+        self.clock.advance(0.01)
+        self.assertEqual(self.table.mac_for("eth0", "10.1.1.62"), "02:00:4c:5e:00:62")
+
     def test_unreadable_file(self) -> None:
         """A missing file gives an empty table (and a logged warning), never an exception."""
         table = ProcArpNeighbours(self.path + ".missing", clock=self.clock)
