@@ -18,20 +18,15 @@ from routervm.config import Config, ConfigError, load_config
 from routervm.dhcp.packet import INFINITE_LEASE
 from routervm.service import RouterService
 from routervm.state import KEY_FILE, RouterState, Snapshot
+from tests.util.appliance import ApplianceOptionsChecks
 
 NOW = datetime.datetime.now(datetime.UTC)
 
 
-class OptionsTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.basedir = os.path.abspath(self.mktemp())
-        CertificateAuthority.create(NOW).issue_appliance("routervm", ["127.0.0.1"], NOW).write(
-            os.path.join(self.basedir, "tls"))
-
-    def parse(self, *argv: str) -> tap.Options:
-        options = tap.Options()
-        options.parseOptions(["--basedir", self.basedir, *argv])
-        return options
+class OptionsTests(ApplianceOptionsChecks, SynchronousTestCase):
+    tap = tap
+    appliance = "routervm"
+    bad_argv = (*ApplianceOptionsChecks.bad_argv, ["--listen", "tcp:1"])
 
     def test_defaults(self) -> None:
         """The control API listens on the router's loopback port 3922; TLS files under the base
@@ -45,12 +40,6 @@ class OptionsTests(SynchronousTestCase):
         """--control-listen takes an endpoint description."""
         self.assertEqual(self.parse("--control-listen", "tcp:4000:interface=10.0.0.1")["control-listen"],
                          "tcp:4000:interface=10.0.0.1")
-
-    def test_missing_tls(self) -> None:
-        """Without the three TLS files the router refuses to start, saying how to get them."""
-        with self.assertRaises(usage.UsageError) as caught:
-            self.parse("--tls-dir", self.mktemp())
-        self.assertIn("cloudd appliance-cert", str(caught.exception))
 
     def test_settings_file(self) -> None:
         """The TOML settings are read; a bad file is a usage error listing every problem."""
@@ -66,11 +55,6 @@ class OptionsTests(SynchronousTestCase):
         for fragment in ("passwords.ttl", "passwords.colour", "dhcp.lease_seconds", "[extra]"):
             self.assertIn(fragment, str(caught.exception))
         self.assertRaises(usage.UsageError, self.parse, "--config", self.mktemp())
-
-    def test_bad(self) -> None:
-        """Unknown options, a missing value and extra words are usage errors."""
-        for argv in (["--bogus"], ["--control-listen"], ["extra"], ["--listen", "tcp:1"]):
-            self.assertRaises(usage.UsageError, self.parse, *argv)
 
     def test_service_tree(self) -> None:
         """makeService returns the router's root service with its named children in start order and

@@ -9,24 +9,17 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from cloudd.pki import CertificateAuthority
 from ssvm import tap
 from ssvm.config import Config, ConfigError, load_config
 from ssvm.service import StorageService
+from tests.util.appliance import ApplianceOptionsChecks
 
 NOW = datetime.datetime.now(datetime.UTC)
 
 
-class OptionsTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.basedir = os.path.abspath(self.mktemp())
-        CertificateAuthority.create(NOW).issue_appliance("ssvm", ["127.0.0.1"], NOW).write(
-            os.path.join(self.basedir, "tls"))
-
-    def parse(self, *argv: str) -> tap.Options:
-        options = tap.Options()
-        options.parseOptions(["--basedir", self.basedir, *argv])
-        return options
+class OptionsTests(ApplianceOptionsChecks, SynchronousTestCase):
+    tap = tap
+    appliance = "ssvm"
 
     def test_defaults(self) -> None:
         """Control and image listeners on loopback; store, TLS files and state under the base
@@ -37,12 +30,6 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["public-url"], "http://127.0.0.1:3924")
         self.assertEqual(options["store"], os.path.join(self.basedir, "store"))
         self.assertEqual(options["settings"], Config())
-
-    def test_missing_tls(self) -> None:
-        """Without the three TLS files the appliance refuses to start, saying how to get them."""
-        with self.assertRaises(usage.UsageError) as caught:
-            self.parse("--tls-dir", self.mktemp())
-        self.assertIn("cloudd appliance-cert", str(caught.exception))
 
     def test_settings_file(self) -> None:
         """The TOML settings are read; a bad file is a usage error listing every problem."""
@@ -58,11 +45,6 @@ class OptionsTests(SynchronousTestCase):
         for fragment in ("nonsense", "max_size", "download.speed", "[extra]"):
             self.assertIn(fragment, str(caught.exception))
         self.assertRaises(usage.UsageError, self.parse, "--config", self.mktemp())
-
-    def test_bad(self) -> None:
-        """Unknown options and extra words are usage errors."""
-        for argv in (["--bogus"], ["extra"], ["--control-listen"]):
-            self.assertRaises(usage.UsageError, self.parse, *argv)
 
     def test_service_tree(self) -> None:
         """makeService returns the appliance's root service with its named children in start order;

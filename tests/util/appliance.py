@@ -4,11 +4,56 @@ control API."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from cloudd.pki import CertificateAuthority
 from tests.util.daemon import TwistdProcess, free_port
+
+# The options mixin below is a TestCase to the type checker only: a real base class would be
+# collected by trial wherever it is imported.
+if TYPE_CHECKING:
+    _OptionsBase = SynchronousTestCase
+else:
+    _OptionsBase = object
+
+
+class ApplianceOptionsChecks(_OptionsBase):
+    """What every appliance's ``twistd`` options share, for a test case of one appliance: a base
+    directory holding TLS files issued by a fresh cloudd authority, `parse`, the refusal to start
+    without TLS files, and usage errors for `bad_argv`."""
+
+    tap: Any  # the appliance's tap module (with its Options)
+    appliance: str
+    bad_argv: Sequence[Sequence[str]] = (["--bogus"], ["--control-listen"], ["extra"])
+
+    def setUp(self) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        self.basedir = os.path.abspath(self.mktemp())
+        CertificateAuthority.create(now).issue_appliance(self.appliance, ["127.0.0.1"], now).write(
+            os.path.join(self.basedir, "tls"))
+
+    def parse(self, *argv: str) -> Any:
+        options = self.tap.Options()
+        options.parseOptions(["--basedir", self.basedir, *argv])
+        return options
+
+    def test_missing_tls(self) -> None:
+        """Without the three TLS files the appliance refuses to start, saying how to get them."""
+        with self.assertRaises(usage.UsageError) as caught:
+            self.parse("--tls-dir", self.mktemp())
+        self.assertIn("cloudd appliance-cert", str(caught.exception))
+
+    def test_bad(self) -> None:
+        """Unknown options, a missing value and extra words are usage errors."""
+        for argv in self.bad_argv:
+            self.assertRaises(usage.UsageError, self.parse, *argv)
 
 
 class TlsAppliance(TwistdProcess):
