@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from routervm.names import is_interface_name
+
 __all__ = [
     "MAX_USER_DATA_BYTES",
     "RESERVED_KEYS",
@@ -129,7 +131,7 @@ def _normalise_ip(ip: object) -> str:
 
 
 def _check_interface(interface: object) -> str:
-    if not isinstance(interface, str) or not interface or not interface.isprintable() or " " in interface:
+    if not is_interface_name(interface):
         raise RecordError("interface must be a non-empty device name")
     return interface
 

@@ -54,6 +54,7 @@ from appliance.files import atomic_write
 from appliance.writer import FileWriter, InlineWriter, WriteTracker
 from routervm.dhcp.packet import INFINITE_LEASE, Route
 from routervm.dhcp.reservations import NetworkConfig, Reservation, ReservationTable, parse_mac
+from routervm.names import is_interface_name
 from routervm.nat.rules import RouterRules, RuleError
 from routervm.password.store import PasswordStore, SealError
 from routervm.records import RecordError, RecordIndex, VmRecord
@@ -80,7 +81,6 @@ KEY_FILE = "state.key"
 _KEY_BYTES = 32
 _FORMAT = 1
 
-_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _NETWORK_MEMBERS = frozenset({"interface", "cidr", "gateway", "router_ip", "domain", "dns_servers",
                               "router_dns", "lease_seconds", "mtu", "classless_routes"})
@@ -150,7 +150,7 @@ class NetworkSettings:
     classless_routes: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.interface, str) or not _IFNAME.match(self.interface):
+        if not is_interface_name(self.interface):
             raise StateError("network.interface must be a device name")
         if not isinstance(self.cidr, str):
             raise StateError("network.cidr must be a CIDR string")

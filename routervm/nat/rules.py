@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import re
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from routervm.names import is_interface_name
 
 __all__ = [
     "ANY_CIDR",
@@ -32,9 +33,6 @@ __all__ = [
 ]
 
 ANY_CIDR = "0.0.0.0/0"
-
-# IFNAMSIZ is 16 including the terminating NUL.
-_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 
 _T = TypeVar("_T")
 
@@ -58,7 +56,7 @@ class EgressPolicy(enum.StrEnum):
 
 
 def _interface(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _IFNAME.fullmatch(value):
+    if not is_interface_name(value):
         raise RuleError(f"{what}: {value!r} is not a valid interface name")
     return value
 

@@ -122,6 +122,8 @@ class FromJsonTests(SynchronousTestCase):
             ("leading-zero ip", record_json(nics=[dict(nic, ip="010.1.1.50")])),
             ("default not bool", record_json(nics=[dict(nic, default=1)])),
             ("empty interface", record_json(nics=[dict(nic, interface="")])),
+            ("interface over 15 characters", record_json(nics=[dict(nic, interface="e" * 16)])),
+            ("interface with a slash", record_json(nics=[dict(nic, interface="eth0/1")])),
             ("unknown nic member", record_json(nics=[dict(nic, vlan=5)])),
             ("nic lacks ip", record_json(nics=[{k: v for k, v in nic.items() if k != "ip"}])),
             ("bad base64", record_json(user_data="not base64!")),

@@ -115,6 +115,7 @@ class ValidationTests(SynchronousTestCase):
             (net(mtu=20), "mtu"),
             (net(classless_routes=[{"destination": "10.9.0.0/16"}]), "classless_routes[0]"),
             (net(colour="blue"), "unknown network member"),
+            (net(interface="eth0\n"), "network.interface"),
             (state(vms={}), "vms must be a list"),
             (state(vms=[{"uuid": UUID1}]), "vms[0]"),
             (state(vms=[vm(), vm()]), "uuid"),
