@@ -2,10 +2,15 @@
 
 The web layer hands over decoded parameters and cookie values; this module answers with a Caller
 or an ApiError. Request signatures follow spec/api.md §2.2 (`cloudd.web.signing`, imported for
-its pure functions). v3 requests must carry an `expires` that has not passed and lies no further
-ahead than `api.request.expires.max.seconds`; requests without an expiry are accepted, counted
-and logged unless `api.signature.version3.required` or `enforce.post.requests.and.timestamps`
-is set.
+its pure functions).
+
+Versions and expiry: `signatureVersion` is either absent or exactly `3`; any other value, an empty
+one included, is refused with 401 (no client sends one: `cs` and cmk send `3`, libcloud and
+cloudstack-go nothing). An `expires` is enforced whenever it is present, whatever the version: it
+must parse, must not have passed and may lie no further ahead than
+`api.request.expires.max.seconds`. Version 3 requires an `expires`. Requests with neither are
+accepted, counted and logged unless `api.signature.version3.required` or
+`enforce.post.requests.and.timestamps` is set, which refuse every request that is not version 3.
 """
 
 from __future__ import annotations
@@ -96,14 +101,20 @@ class Authenticator:
         version = param_ci(params, "signatureversion")
         expires = param_ci(params, "expires")
         now = self.api.clock.seconds()
-        if version == "3":
-            when = parse_expires(expires) if expires else None
-            if when is None or when < now:
+        if version is not None and version != "3":
+            # "3" is the only version there is; an empty value, "4" or "3.0" is not a way around the
+            # expiry rules below, nor a request we know how to check.
+            raise unauthorized()
+        if version is None and (settings.bool("api.signature.version3.required")
+                                or settings.bool("enforce.post.requests.and.timestamps")):
+            raise unauthorized()
+        if expires is not None:
+            # Enforced whatever the version: a signed expiry is a limit the client asked for
+            # (CloudStack ignores it without signatureVersion=3, so a captured request lives for ever).
+            when = parse_expires(expires)
+            if when is None or when < now or when - now > settings.int("api.request.expires.max.seconds"):
                 raise unauthorized()
-            if when - now > settings.int("api.request.expires.max.seconds"):
-                raise unauthorized()
-        elif settings.bool("api.signature.version3.required") or settings.bool(
-                "enforce.post.requests.and.timestamps"):
+        elif version is not None:
             raise unauthorized()
         creds = await self._credentials(api_key)
         if creds is None or creds.secret_key is None or not self.usable(creds):
@@ -112,7 +123,7 @@ class Authenticator:
             raise unauthorized()
         if not verify_signature(params, creds.secret_key, signature):
             raise unauthorized()
-        if version != "3":
+        if expires is None:
             self._count_unexpiring(creds.user.uuid, now)
         return Caller(creds.user)
 
