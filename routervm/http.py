@@ -18,7 +18,17 @@ need: a request head (request line and header fields, no body) goes in, a handle
   to be sent, and meanwhile nothing is read from the client, so a client that does not read its
   answers costs one answer and the kernel's socket buffers.
 * a connection idle (nothing received) for ``idle_timeout`` seconds on the injected clock is
-  aborted.
+  aborted, and so is one whose request head is not whole ``head_timeout`` seconds (default 10)
+  after it began: after the connection opened for the first request, after its first byte for
+  the later ones.  The deadline is not moved by the bytes that arrive, so a client sending a
+  byte now and then holds a connection for ``head_timeout`` seconds, not for days.
+* after an error answer the server stops sending (``shutdown(SHUT_WR)``) and reads and discards
+  what the client still sends, for ``linger`` seconds or ``linger_bytes`` bytes at most, before
+  it closes: closing with unread input makes the kernel send a reset, which can destroy the
+  answer before the client reads it (a client still sending its oversized head would never see
+  its ``431``).
+* bad requests (every error answer) and head timeouts are logged through a `BadInputLog`: one
+  line per source and interval, then counts.
 * HEAD gets the headers of the GET answer (``Content-Length`` included) and no body.
 * a handler exception is logged and answered ``500``; nothing ever raises out of the protocol.
 
@@ -56,6 +66,8 @@ from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from routervm.limits import BadInputLog
 
 __all__ = ["REASONS", "Handler", "HTTPOptions", "LeanHTTPFactory", "LeanHTTPProtocol", "Reply"]
 
@@ -156,6 +168,12 @@ class HTTPOptions:
     #: Add ``Content-Length`` to the handler's answers (error answers always carry it).
     content_length: bool = True
     idle_timeout: float = 60.0
+    #: Seconds a request head may take to arrive whole (see the module docstring).
+    head_timeout: float = 10.0
+    #: After an error answer: seconds, and bytes, of the client's input read and discarded before
+    #: the connection is closed.
+    linger: float = 2.0
+    linger_bytes: int = 65536
     max_head: int = 8192
     max_headers: int = 100
     #: The lower-case names of the header fields the handler is given; ``None``: all of them.
@@ -236,8 +254,10 @@ class LeanHTTPProtocol(TwistedProtocol):
         clock: IReactorTime,
         options: HTTPOptions | None = None,
         heads: _Heads | None = None,
+        bad_input: BadInputLog | None = None,
     ) -> None:
         self.handler = handler
+        self.bad_input = bad_input
         self.clock = clock
         self.options = HTTPOptions() if options is None else options
         self._heads = heads if heads is not None and heads.options is self.options else _Heads(self.options)
@@ -250,6 +270,11 @@ class LeanHTTPProtocol(TwistedProtocol):
         # Twisted holds a rest of an answer we sent directly; we are its pull producer meanwhile.
         self._queued = False
         self._last_activity = 0.0
+        # When the connection is aborted unless the head being received is whole by then, or,
+        # lingering after an error answer, in any case; None: no such deadline.
+        self._deadline: float | None = None
+        self._lingering = False
+        self._discarded = 0
         self._timer: IDelayedCall | None = None
         self._direct: socket.socket | None = None
         self.peer_ip = ""
@@ -264,7 +289,9 @@ class LeanHTTPProtocol(TwistedProtocol):
         self.peer_ip = str(getattr(peer, "host", ""))
         self.local_ip = str(getattr(host, "host", ""))
         self._last_activity = self.clock.seconds()
-        self._timer = self.clock.callLater(self.options.idle_timeout, self._check_idle)
+        options = self.options
+        self._deadline = self._last_activity + options.head_timeout
+        self._timer = self.clock.callLater(min(options.idle_timeout, options.head_timeout), self._check_idle)
         if (
             isinstance(transport, tcp.Connection)
             and isinstance(transport.getHandle(), socket.socket)
@@ -289,14 +316,50 @@ class LeanHTTPProtocol(TwistedProtocol):
         self._timer = None
         if self.transport is None:
             return
-        elapsed = self.clock.seconds() - self._last_activity
+        now = self.clock.seconds()
+        deadline = self._deadline
+        if deadline is not None and now >= deadline:
+            if self._lingering:
+                self._abort()
+                return
+            if self._paused or self._closing:
+                # Not reading (the client does not read its answers) or answering the last
+                # request: no head is awaited; the idle timeout rules.
+                deadline = self._deadline = None
+            else:
+                self._bad_input(f"request head not whole within {self.options.head_timeout:g}s")
+                self._abort()
+                return
+        elapsed = now - self._last_activity
         if elapsed >= self.options.idle_timeout:
             # Also when closing: a client that never reads the rest of its answer is dropped.
-            self._closing = True
-            self._buffer = b""
-            self.transport.abortConnection()  # type: ignore[attr-defined]
+            self._abort()
             return
-        self._timer = self.clock.callLater(self.options.idle_timeout - elapsed, self._check_idle)
+        delay = self.options.idle_timeout - elapsed
+        if deadline is not None:
+            delay = min(delay, deadline - now)
+        self._timer = self.clock.callLater(delay, self._check_idle)
+
+    def _abort(self) -> None:
+        self._closing = True
+        self._buffer = b""
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def _set_deadline(self, deadline: float) -> None:
+        """Abort at `deadline` (unless a head is whole by then, when not lingering)."""
+        self._deadline = deadline
+        timer = self._timer
+        if timer is not None and timer.getTime() > deadline:
+            timer.reset(max(deadline - self.clock.seconds(), 0.0))
+
+    def _await_head(self) -> None:
+        """After the received bytes are processed: a head begun and not whole has its deadline."""
+        if self._buffer and self._deadline is None and not self._closing and not self._paused:
+            self._set_deadline(self.clock.seconds() + self.options.head_timeout)
+
+    def _bad_input(self, reason: str) -> None:
+        if self.bad_input is not None:
+            self.bad_input.note(self.peer_ip, reason)
 
     # -- producer: stop reading while the client does not read our answers ----------------------
 
@@ -320,6 +383,8 @@ class LeanHTTPProtocol(TwistedProtocol):
             if not self._closing:
                 self.transport.resumeProducing()  # type: ignore[union-attr]
                 self._process_safely()
+            elif self._lingering:
+                self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def stopProducing(self) -> None:
         self._closing = True
@@ -329,14 +394,14 @@ class LeanHTTPProtocol(TwistedProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
+            if self._lingering:
+                self._discarded += len(data)
+                if self._discarded > self.options.linger_bytes:
+                    self._abort()
             return
         self._last_activity = self.clock.seconds()
         self._buffer += data
-        try:
-            self._process()
-        except Exception:
-            self.log.failure("lean HTTP protocol error")
-            self._error(500)
+        self._process_safely()
 
     def _process_safely(self) -> None:
         try:
@@ -344,6 +409,8 @@ class LeanHTTPProtocol(TwistedProtocol):
         except Exception:
             self.log.failure("lean HTTP protocol error")
             self._error(500)
+        if self._buffer:
+            self._await_head()
 
     def _process(self) -> None:
         max_head = self.options.max_head
@@ -358,6 +425,7 @@ class LeanHTTPProtocol(TwistedProtocol):
             plain = _PLAIN_HEAD.match(buffer, 0, max_head)
             if plain is not None:
                 self._buffer = buffer[plain.end() :]
+                self._deadline = None
                 raw_method, target, minor, block = plain.groups()
                 method = _METHODS.get(raw_method) or raw_method.decode("ascii")
                 fields = _PLAIN_FIELD.findall(block) if block else []
@@ -382,6 +450,7 @@ class LeanHTTPProtocol(TwistedProtocol):
                 return
             head = buffer[:end]
             self._buffer = buffer[end + size :]
+            self._deadline = None
             self._request(head)
 
     def _request(self, head: bytes) -> None:
@@ -525,13 +594,29 @@ class LeanHTTPProtocol(TwistedProtocol):
         self._queued = not self._closing  # False: the transport was gone (stopProducing ran)
 
     def _error(self, status: int, method: str = "") -> None:
-        """A protocol-level error answer; always closes the connection."""
+        """A protocol-level error answer; always closes the connection, lingering first (see the
+        module docstring)."""
         if self._closing:
             return
-        body = b"%d %s\n" % (status, REASONS.get(status, b"Error"))
+        reason = REASONS.get(status, b"Error")
+        if status != 500:  # a handler failure is logged with its traceback already
+            self._bad_input(f"{status} {reason.decode('ascii')}")
+        body = b"%d %s\n" % (status, reason)
         announce = b"Connection: close\r\n" if self.options.keep_alive else b""
         self._send(status, _ERROR_HEADERS, body, method == "HEAD", True, announce)
-        self._close()
+        transport = self.transport
+        lose_write = getattr(transport, "loseWriteConnection", None)
+        if lose_write is None or self.options.linger <= 0:
+            self._close()
+            return
+        self._closing = self._lingering = True
+        self._buffer = b""
+        self._set_deadline(self.clock.seconds() + self.options.linger)
+        lose_write()
+        if self._paused and not self._queued:
+            # Paused by the transport (push): keep reading, to discard.
+            self._paused = False
+            transport.resumeProducing()  # type: ignore[union-attr]
 
     def _close(self) -> None:
         self._closing = True
@@ -568,13 +653,16 @@ def _path(target: bytes) -> str:
 class LeanHTTPFactory(ServerFactory):
     """Builds `LeanHTTPProtocol` connections answered by one handler."""
 
-    def __init__(self, handler: Handler, clock: IReactorTime, options: HTTPOptions | None = None) -> None:
+    def __init__(self, handler: Handler, clock: IReactorTime, options: HTTPOptions | None = None,
+                 bad_input: BadInputLog | None = None) -> None:
         self.handler = handler
         self.clock = clock
         self.options = HTTPOptions() if options is None else options
         self._heads = _Heads(self.options)
+        #: Where bad requests are counted and logged; one per listener by default.
+        self.bad_input = BadInputLog(clock, "HTTP: bad request") if bad_input is None else bad_input
 
     def buildProtocol(self, addr: object) -> LeanHTTPProtocol:
-        protocol = LeanHTTPProtocol(self.handler, self.clock, self.options, self._heads)
+        protocol = LeanHTTPProtocol(self.handler, self.clock, self.options, self._heads, self.bad_input)
         protocol.factory = self
         return protocol

@@ -73,6 +73,9 @@ class PasswordService:
         self.index = index
         self.neighbours = neighbours
         self.store = store
+        # uuid → fingerprint of the password last logged as served: each pending password is
+        # logged once (at info), not on every fetch a guest repeats (at debug).
+        self._announced: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"<PasswordService {self.index!r} {self.store!r}>"
@@ -80,6 +83,7 @@ class PasswordService:
     def update(self, index: RecordIndex) -> None:
         """Identify requesters by ``index`` from now on."""
         self.index = index
+        self._announced = {}
 
     def owner(self, interface: str, peer_ip: str) -> VmRecord | None:
         mac = self.neighbours.mac_for(interface, peer_ip)
@@ -113,8 +117,14 @@ class PasswordService:
         if command is Command.SEND_MY_PASSWORD:
             password = self.store.fetch(record.uuid)
             if password is not None:
-                self.log.info("password served to vm {uuid}", uuid=record.uuid)
+                fingerprint = hash(password)
+                if self._announced.get(record.uuid) != fingerprint:
+                    self._announced[record.uuid] = fingerprint
+                    self.log.info("password served to vm {uuid}", uuid=record.uuid)
+                else:
+                    self.log.debug("password served again to vm {uuid}", uuid=record.uuid)
         elif command is Command.SAVED_PASSWORD:
+            self._announced.pop(record.uuid, None)
             self.store.acknowledge(record.uuid)
         return (200, _WIRE_HEADERS, response_for(command, password).body)
 

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from routervm import http
@@ -43,8 +44,8 @@ class Recorder:
         return (200, ((b"Content-Type", b"text/plain"),), path.encode("ascii"))
 
 
-def connect(factory: LeanHTTPFactory) -> tuple[LeanHTTPProtocol, StringTransport]:
-    address = IPv4Address("TCP", "10.1.1.50", 40000)
+def connect(factory: LeanHTTPFactory, peer: str = "10.1.1.50") -> tuple[LeanHTTPProtocol, StringTransport]:
+    address = IPv4Address("TCP", peer, 40000)
     protocol = factory.buildProtocol(address)
     transport = StringTransport(hostAddress=IPv4Address("TCP", "10.1.1.1", 80), peerAddress=address)
     protocol.makeConnection(transport)
@@ -316,3 +317,188 @@ class DirectWriteTests(TestCase):
             data = rest[len(body) :]
         self.assertEqual(data, b"")
         self.assertEqual(self.calls, count)
+
+
+class HalfCloseTransport(StringTransport):
+    """A StringTransport that, like TCP, can shut its write side down."""
+
+    write_closed = False
+
+    def loseWriteConnection(self) -> None:  # noqa: N802 (Twisted API)
+        self.write_closed = True
+
+
+def connect_tcp(factory: LeanHTTPFactory, peer: str = "10.1.1.50") -> tuple[LeanHTTPProtocol, HalfCloseTransport]:
+    address = IPv4Address("TCP", peer, 40000)
+    protocol = factory.buildProtocol(address)
+    transport = HalfCloseTransport(hostAddress=IPv4Address("TCP", "10.1.1.1", 80), peerAddress=address)
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+class HeadDeadlineTests(SynchronousTestCase):
+    """A request head must be whole head_timeout seconds after it began, however its bytes
+    trickle in; the idle timeout alone rules between requests."""
+
+    def test_slow_head_aborted(self) -> None:
+        """One byte every 3 s keeps the idle timer happy but not the head deadline (10 s from
+        the connection's start); the abort is logged once as bad input."""
+        _, factory, clock = make()
+        protocol, transport = connect(factory)
+        with capturedLogs() as events:
+            for byte in b"GET ":
+                self.assertFalse(transport.disconnecting)
+                protocol.dataReceived(bytes([byte]))
+                clock.advance(3)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(factory.bad_input.total, 1)
+        self.assertIn("request head not whole within 10s", [e.get("reason") for e in events])
+        protocol.connectionLost()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_silent_connection_aborted(self) -> None:
+        """A connection that sends nothing gets head_timeout, not idle_timeout."""
+        _, factory, clock = make()
+        protocol, transport = connect(factory)
+        clock.advance(9.9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_keep_alive_idle_then_later_head(self) -> None:
+        """Between requests only the idle timeout applies; a later head has its own deadline
+        from its first byte."""
+        recorder, factory, clock = make()
+        protocol, transport = connect(factory)
+        protocol.dataReceived(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        clock.advance(50)  # idle, well past head_timeout
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"GET /2 HTTP/1.1\r\n")
+        clock.advance(9)
+        protocol.dataReceived(b"Host: h\r\n")
+        clock.advance(0.5)
+        protocol.dataReceived(b"\r\n")  # whole at 9.5 s: answered
+        self.assertEqual([seen[1] for seen in recorder.seen], ["/1", "/2"])
+        clock.advance(30)
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"GET /3 HTTP/1.1\r\nHo")  # begun at 80 s after /2...
+        clock.advance(10)
+        self.assertTrue(transport.disconnecting)  # ...and not whole 10 s later
+        self.assertEqual(len(recorder.seen), 2)
+
+    def test_pipelined_partial_head(self) -> None:
+        """A whole request followed by part of the next: the deadline of that part runs from its
+        arrival."""
+        recorder, factory, clock = make()
+        protocol, transport = connect(factory)
+        clock.advance(8)
+        protocol.dataReceived(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HT")
+        clock.advance(9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(recorder.seen), 1)
+
+    def test_custom_timeouts(self) -> None:
+        _, factory, clock = make(HTTPOptions(head_timeout=2, idle_timeout=5))
+        protocol, transport = connect(factory)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        clock.advance(4.9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+
+
+class LingerTests(SynchronousTestCase):
+    """After an error answer the write side is shut and input is discarded for a while, so the
+    client reads the answer rather than a reset."""
+
+    def test_oversized_head_lingers(self) -> None:
+        _, factory, clock = make()
+        protocol, transport = connect_tcp(factory)
+        protocol.dataReceived(b"GET /" + b"a" * 9000)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"))
+        self.assertTrue(transport.write_closed)
+        self.assertFalse(transport.disconnecting)  # still reading, to discard
+        protocol.dataReceived(b"a" * 30000)
+        clock.advance(1.9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.1)
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_linger_bounded_by_bytes(self) -> None:
+        _, factory, clock = make()
+        protocol, transport = connect_tcp(factory)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 100000000\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 413 "))
+        protocol.dataReceived(b"x" * 65536)
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"x")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value().count(b"HTTP/1.1"), 1)  # nothing discarded was parsed
+
+    def test_no_linger_option(self) -> None:
+        _, factory, _ = make(HTTPOptions(linger=0))
+        protocol, transport = connect_tcp(factory)
+        protocol.dataReceived(b"GET / HTTP/3.0\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 505 "))
+        self.assertFalse(transport.write_closed)
+        self.assertTrue(transport.disconnecting)
+
+
+class BadInputLogTests(SynchronousTestCase):
+    def test_one_line_per_source_then_counts(self) -> None:
+        """A thousand bad requests from one source and one from another: two lines in the
+        interval, then one summary with the count of the rest."""
+        _, factory, clock = make()
+        with capturedLogs() as events:
+            for _ in range(1000):
+                protocol, _transport = connect(factory)
+                protocol.dataReceived(b"BAD\r\n\r\n")
+            protocol, _transport = connect(factory, "10.1.1.51")
+            protocol.dataReceived(b"GET / HTTP/1.1\r\n\r\n")  # no Host
+        self.assertEqual([(e["source"], e["reason"]) for e in events],
+                         [("10.1.1.50", "400 Bad Request"), ("10.1.1.51", "400 Bad Request")])
+        clock.advance(60)
+        with capturedLogs() as events:
+            protocol, _transport = connect(factory)
+            protocol.dataReceived(b"BAD\r\n\r\n")
+        self.assertEqual(len(events), 2)
+        self.assertEqual(events[0]["count"], 999)
+        self.assertEqual(events[0]["busiest"], "10.1.1.50 (999)")
+        self.assertEqual(factory.bad_input.total, 1002)
+
+
+class LingerSocketTests(TestCase):
+    """On a real socket: a client still sending an oversized head reads its 431."""
+
+    def test_client_reads_431(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._client_reads_431())
+
+    async def _client_reads_431(self) -> None:
+        factory = LeanHTTPFactory(Recorder(), reactor)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        received: list[bytes] = []
+        closed: Deferred[None] = Deferred()
+
+        class Client(Protocol):
+            def connectionMade(self) -> None:
+                # far more than the server reads before answering: the rest is in flight; and
+                # the answer is read a moment later, as a busy client would
+                self.transport.write(b"GET /" + b"a" * 400_000)  # type: ignore[union-attr]
+                self.transport.pauseProducing()  # type: ignore[union-attr]
+                reactor.callLater(0.3, self.transport.resumeProducing)  # type: ignore[union-attr]
+
+            def dataReceived(self, data: bytes) -> None:
+                received.append(data)
+
+            def connectionLost(self, reason: object = None) -> None:
+                closed.callback(None)
+
+        await ClientCreator(reactor, Client).connectTCP("127.0.0.1", port.getHost().port)
+        await closed
+        self.assertTrue(b"".join(received).startswith(b"HTTP/1.1 431 "), received)

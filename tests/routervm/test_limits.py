@@ -1,0 +1,155 @@
+"""Tests for `routervm.limits`: the connection caps per source and in all, the factory wrapper
+that applies them without coming between a protocol and its transport, the descriptor budget,
+and the rate-limited log of bad input."""
+
+from __future__ import annotations
+
+import resource
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from routervm.http import LeanHTTPFactory, LeanHTTPProtocol, Reply
+from routervm.limits import (
+    RESERVED_DESCRIPTORS,
+    BadInputLog,
+    ConnectionLimiter,
+    LimitedFactory,
+    guest_connection_budget,
+    raise_nofile_limit,
+)
+
+
+class Lost(Protocol):
+    def __init__(self) -> None:
+        self.lost: list[object] = []
+
+    def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
+        self.lost.append(reason)
+
+
+def address(host: str) -> IPv4Address:
+    return IPv4Address("TCP", host, 40000)
+
+
+class LimiterTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.limiter = ConnectionLimiter(self.clock, total=5, per_source=2)
+        self.factory = LimitedFactory(ServerFactory.forProtocol(Lost), self.limiter)
+
+    def test_per_source_cap(self) -> None:
+        """A third connection from one source is refused (None: Twisted closes the socket);
+        another source is still served; closing one makes room again."""
+        first = self.factory.buildProtocol(address("10.0.0.5"))
+        self.assertIsNotNone(self.factory.buildProtocol(address("10.0.0.5")))
+        with capturedLogs() as events:
+            self.assertIsNone(self.factory.buildProtocol(address("10.0.0.5")))
+            self.assertIsNone(self.factory.buildProtocol(address("10.0.0.5")))
+        self.assertEqual(len(events), 1)  # logged once, counted twice
+        self.assertEqual(self.limiter.refused, 2)
+        self.assertIsNotNone(self.factory.buildProtocol(address("10.0.0.6")))
+        first.connectionLost(None)
+        self.assertEqual(first.lost, [None])  # the protocol's own connectionLost ran
+        self.assertEqual(self.limiter.held_by("10.0.0.5"), 1)
+        self.assertIsNotNone(self.factory.buildProtocol(address("10.0.0.5")))
+
+    def test_total_cap(self) -> None:
+        built = [self.factory.buildProtocol(address(f"10.0.0.{i}")) for i in range(5)]
+        self.assertIsNone(self.factory.buildProtocol(address("10.0.0.9")))
+        self.assertEqual(self.limiter.open, 5)
+        for protocol in built:
+            protocol.connectionLost(None)
+        self.assertEqual(self.limiter.open, 0)
+        self.assertEqual(self.limiter._by_source, {})
+
+    def test_released_once(self) -> None:
+        """connectionLost twice (it happens with some transports) releases one connection."""
+        protocol = self.factory.buildProtocol(address("10.0.0.5"))
+        self.factory.buildProtocol(address("10.0.0.5"))
+        protocol.connectionLost(None)
+        protocol.connectionLost(None)
+        self.assertEqual(self.limiter.held_by("10.0.0.5"), 1)
+        self.assertEqual(protocol.lost, [None, None])
+        self.assertNotIn("connectionLost", vars(protocol))
+
+    def test_inner_refusal_and_failure_release(self) -> None:
+        class Refusing(ServerFactory):
+            def buildProtocol(self, addr: object) -> None:  # type: ignore[override]  # noqa: N802
+                return None
+
+        class Failing(ServerFactory):
+            def buildProtocol(self, addr: object) -> None:  # type: ignore[override]  # noqa: N802
+                raise RuntimeError("boom")
+
+        self.assertIsNone(LimitedFactory(Refusing(), self.limiter).buildProtocol(address("10.0.0.5")))
+        self.assertRaises(RuntimeError, LimitedFactory(Failing(), self.limiter).buildProtocol, address("10.0.0.5"))
+        self.assertEqual(self.limiter.open, 0)
+
+    def test_lean_http_keeps_its_transport(self) -> None:
+        """The HTTP protocol is handed back itself (its direct socket writes need the real TCP
+        transport) and its timers still end with the connection."""
+
+        class Empty:
+            def respond(self, method: str, path: str, headers: dict[str, list[str]], peer_ip: str,
+                        local_ip: str) -> Reply:
+                return (200, (), b"")
+
+        limiter = ConnectionLimiter(self.clock, total=10, per_source=1)
+        factory = limiter.wrap(LeanHTTPFactory(Empty(), self.clock))
+        protocol = factory.buildProtocol(address("10.0.0.5"))
+        self.assertIsInstance(protocol, LeanHTTPProtocol)
+        transport = StringTransport(peerAddress=address("10.0.0.5"))
+        protocol.makeConnection(transport)
+        self.assertIsNone(factory.buildProtocol(address("10.0.0.5")))
+        protocol.connectionLost(Failure(Exception("gone")))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(limiter.open, 0)
+
+
+class BudgetTests(SynchronousTestCase):
+    def test_budget_leaves_reserve(self) -> None:
+        self.assertEqual(guest_connection_budget(20000, 64), 20000 - 64 - RESERVED_DESCRIPTORS)
+        self.assertEqual(guest_connection_budget(100, 64), 16)
+
+    def test_raise_nofile(self) -> None:
+        """The soft limit becomes the hard one (this process keeps it; tests need descriptors)."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        raised = raise_nofile_limit()
+        self.assertEqual(resource.getrlimit(resource.RLIMIT_NOFILE)[0], raised)
+        if hard != resource.RLIM_INFINITY:
+            self.assertEqual(raised, hard)
+        self.assertGreaterEqual(raised, soft)
+
+
+class BadInputLogTests(SynchronousTestCase):
+    def test_bounded_lines(self) -> None:
+        """100,000 bad inputs from 1,000 sources in one interval: max_sources lines, then one
+        summary naming the busiest."""
+        clock = Clock()
+        log = BadInputLog(clock, "DHCP: malformed packet", interval=10, max_sources=4)
+        with capturedLogs() as events:
+            for i in range(100_000):
+                log.note(f"10.0.{i % 1000 // 250}.{i % 250}", "short")
+        self.assertEqual(len(events), 4)
+        clock.advance(10)
+        with capturedLogs() as events:
+            log.note("10.9.9.9", "short")
+        self.assertEqual(len(events), 2)
+        self.assertEqual(events[0]["count"], 100_000 - 4)
+        self.assertEqual(events[1]["source"], "10.9.9.9")
+        self.assertEqual(log.total, 100_001)
+
+    def test_quiet_interval_logs_nothing(self) -> None:
+        clock = Clock()
+        log = BadInputLog(clock, "x", interval=10)
+        with capturedLogs() as events:
+            log.note("a", "r")
+            clock.advance(10)
+            log.note("a", "r")
+        self.assertEqual([e["source"] for e in events], ["a", "a"])
