@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import os
 import sys
+from typing import NoReturn
 
 from twisted.python import usage
 
 from cloudd.pki import CertificateAuthority, pki_directory
 from cloudd.tap import DEFAULT_DB_URL
+
+
+def distribution_version() -> str:
+    """cloudd's version as installed (the distribution's metadata), or the source's when not installed."""
+    try:
+        return importlib.metadata.version("cloudd")
+    except importlib.metadata.PackageNotFoundError:
+        from cloudd import __version__
+
+        return __version__
+
+
+def print_version() -> NoReturn:
+    """`--version` of `cloudd` and of `twistd cloudd`: print cloudd's version and exit."""
+    print(f"cloudd {distribution_version()}")
+    sys.exit(0)
 
 
 class UpgradeOptions(usage.Options):
@@ -45,6 +63,10 @@ class Options(usage.Options):
         ["appliance-cert", None, ApplianceCertOptions,
          "Issue an appliance's control-channel key and certificate from cloudd's authority."],
     ]
+
+    def opt_version(self) -> NoReturn:
+        """Print cloudd's version and exit."""
+        print_version()
 
     def postOptions(self) -> None:  # noqa: N802 (Twisted API)
         if self.subCommand is None:

@@ -20,6 +20,12 @@ class Options(usage.Options):
     ]
     optFlags = [["upgrade-db", None, "Apply pending schema migrations before starting."]]
 
+    def opt_version(self) -> None:
+        """Print cloudd's version and exit."""
+        from cloudd.cli import print_version
+
+        print_version()
+
     def postOptions(self) -> None:  # noqa: N802 (Twisted API)
         self["basedir"] = os.path.abspath(self["basedir"])
         if not self["listen"].split(":", 1)[0]:
