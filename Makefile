@@ -1,4 +1,6 @@
-# The two commands of the quick start; see README.md.
+# The two commands of the quick start; see README.md. Both use the checkout's own virtual
+# environment, .venv (made by scripts/deps): runtime dependencies for `run`, plus the test extras
+# for `test` and `bench`.
 .PHONY: run test bench
 run:
 	scripts/run
@@ -7,4 +9,5 @@ test:
 	scripts/test
 
 bench:
-	python3 bench/api.py
+	scripts/deps --test
+	.venv/bin/python bench/api.py
