@@ -10,6 +10,14 @@ lease_seconds = 4294967295  # lease time when the state names none (default: inf
 
 [control]
 max_body = 8388608          # largest control request body, in bytes (user data can be 1 MiB)
+
+[limits]
+connections_per_source = 64 # open TCP connections one guest address may hold (DNS, metadata, passwords)
+max_connections = 10000     # all guests' open TCP connections (default: sized from RLIMIT_NOFILE)
+control_connections = 64    # the control API's own budget, never taken by guests
+
+[log]
+retention = 10              # rotated log files kept (twistd --logfile rotates at 1 MB)
 ```
 """
 
@@ -19,7 +27,9 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from appliance.logretention import DEFAULT_RETENTION
 from routervm.dhcp.packet import INFINITE_LEASE
+from routervm.limits import DEFAULT_PER_SOURCE
 from routervm.state import DEFAULT_PASSWORD_TTL
 
 
@@ -32,12 +42,19 @@ class Config:
     password_ttl: int = DEFAULT_PASSWORD_TTL
     lease_seconds: int = INFINITE_LEASE
     control_max_body: int = 8 * 1024 * 1024
+    connections_per_source: int = DEFAULT_PER_SOURCE
+    #: ``None``: sized from the descriptor limit (`routervm.limits.guest_connection_budget`).
+    max_connections: int | None = None
+    control_connections: int = 64
+    log_retention: int = DEFAULT_RETENTION
 
 
-_KNOWN = {"passwords": {"ttl"}, "dhcp": {"lease_seconds"}, "control": {"max_body"}}
+_KNOWN = {"passwords": {"ttl"}, "dhcp": {"lease_seconds"}, "control": {"max_body"},
+          "limits": {"connections_per_source", "max_connections", "control_connections"},
+          "log": {"retention"}}
 
 
-def _positive(errors: list[str], where: str, value: Any, default: int, highest: int | None = None) -> int:
+def _positive(errors: list[str], where: str, value: Any, default: Any, highest: int | None = None) -> Any:
     if value is None:
         return default
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or (
@@ -62,6 +79,7 @@ def load_config(text: str) -> Config:
         for key in sorted(set(value) - _KNOWN[section]):
             errors.append(f"unknown setting {section}.{key}")
     defaults = Config()
+    limits = sections.get("limits", {})
     config = Config(
         password_ttl=_positive(errors, "passwords.ttl", sections.get("passwords", {}).get("ttl"),
                                defaults.password_ttl),
@@ -69,6 +87,14 @@ def load_config(text: str) -> Config:
                                 defaults.lease_seconds, INFINITE_LEASE),
         control_max_body=_positive(errors, "control.max_body", sections.get("control", {}).get("max_body"),
                                    defaults.control_max_body),
+        connections_per_source=_positive(errors, "limits.connections_per_source",
+                                         limits.get("connections_per_source"), defaults.connections_per_source),
+        max_connections=_positive(errors, "limits.max_connections", limits.get("max_connections"),
+                                  defaults.max_connections),
+        control_connections=_positive(errors, "limits.control_connections", limits.get("control_connections"),
+                                      defaults.control_connections),
+        log_retention=_positive(errors, "log.retention", sections.get("log", {}).get("retention"),
+                                defaults.log_retention),
     )
     if errors:
         raise ConfigError("; ".join(errors))

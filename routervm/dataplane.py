@@ -11,6 +11,9 @@ on the network it names; later snapshots update the servers in place (one refere
 * metadata (port 80) and the password server (port 8080) on every address of the guest interface
   (0.0.0.0 tied to the device, `routervm.device`), so a guest finds them on whichever router
   address it learnt; they identify guests by (interface, neighbour MAC, source IP);
+* TCP connections: one `ConnectionLimiter` (when given) counts those of DNS, metadata and the
+  password server together, per source address and in all; a connection over a cap is closed
+  when accepted (`routervm.limits`);
 * public addresses and NAT/firewall: when the snapshot has rules, `AddressApplier.apply` puts the
   public addresses on the public interfaces, then `RuleApplier.apply` loads the rule set; one
   apply at a time, the latest rules winning over any that were waiting.
@@ -40,6 +43,7 @@ from routervm.device import listen_tcp_on_device
 from routervm.dhcp.server import DhcpServerProtocol, DhcpService, Listen
 from routervm.dns.server import DnsServer
 from routervm.dns.table import DnsTable
+from routervm.limits import ConnectionLimiter
 from routervm.metadata.server import MetadataFactory, MetadataService
 from routervm.nat.addresses import AddressApplier
 from routervm.nat.apply import RuleApplier
@@ -76,7 +80,8 @@ class DataPlane(Service):
 
     def __init__(self, keeper: StateKeeper, reactor: Any, *, applier: RuleApplier | None,
                  neighbours: NeighbourTable, ports: Ports = Ports(), dhcp_listen: Listen | None = None,
-                 listen_address: str | None = None, addresses: AddressApplier | None = None) -> None:
+                 listen_address: str | None = None, addresses: AddressApplier | None = None,
+                 limiter: ConnectionLimiter | None = None) -> None:
         """`listen_address` replaces the network's router address for the TCP/UDP listeners (tests
         on loopback); by default they bind ``network.router_ip``."""
         self.keeper = keeper
@@ -87,6 +92,7 @@ class DataPlane(Service):
         self.ports = ports
         self._dhcp_listen = dhcp_listen
         self.listen_address = listen_address
+        self.limiter = limiter
         self._unsubscribe: Callable[[], None] | None = None
         # What is bound, for which (interface, router_ip, upstreams); None: nothing.
         self.bound: tuple[str, str, tuple[str, ...]] | None = None
@@ -104,6 +110,9 @@ class DataPlane(Service):
 
     def startService(self) -> None:  # noqa: N802 (Twisted API)
         super().startService()
+        if self.limiter is not None:
+            self.log.info("guest TCP connections (DNS, metadata, passwords): at most {per_source} per source "
+                          "address, {total} in all", per_source=self.limiter.per_source, total=self.limiter.total)
         self._unsubscribe = self.keeper.subscribe(self._on_snapshot)
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)
@@ -172,7 +181,7 @@ class DataPlane(Service):
             dns = DnsServer(_dns_table(snapshot), upstreams=[(s, 53) for s in net.dns_servers],
                             allowed_clients=[net.cidr], reactor=self.reactor)
             # First: it fails when router_ip is not this host's, and then nothing else is bound.
-            ports.extend(dns.listen(self.ports.dns, address))
+            ports.extend(self._listen_dns(dns, address))
             metadata = MetadataService(snapshot.records, self.neighbours)
             ports.append(self._listen_tcp(self.ports.metadata, MetadataFactory(metadata, net.interface, self.reactor),
                                           net.interface))
@@ -190,7 +199,22 @@ class DataPlane(Service):
         self.metadata, self.password = metadata, password
         self.bound = _binding(snapshot)
 
+    def _listen_dns(self, dns: DnsServer, address: str) -> list[IListeningPort]:
+        """`DnsServer.listen`, with its TCP factory counted by the limiter."""
+        if self.limiter is None:
+            return list(dns.listen(self.ports.dns, address))
+        udp: IListeningPort = self.reactor.listenUDP(self.ports.dns, dns.protocol, interface=address)
+        try:
+            port = udp.getHost().port if self.ports.dns == 0 else self.ports.dns  # type: ignore[attr-defined]
+            tcp: IListeningPort = self.reactor.listenTCP(port, self.limiter.wrap(dns.factory), interface=address)
+        except BaseException:
+            udp.stopListening()
+            raise
+        return [udp, tcp]
+
     def _listen_tcp(self, port: int, factory: ServerFactory, interface: str) -> IListeningPort:
+        if self.limiter is not None:
+            factory = self.limiter.wrap(factory)
         if self.listen_address is not None:
             listening: IListeningPort = self.reactor.listenTCP(port, factory, interface=self.listen_address)
             return listening

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IReactorTime
-from twisted.internet.protocol import ServerFactory, connectionDone
+from twisted.internet.protocol import Factory, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -171,7 +171,7 @@ class ConnectionLimiter:
     def held_by(self, source: str) -> int:
         return self._by_source.get(source, 0)
 
-    def wrap(self, factory: ServerFactory) -> LimitedFactory:
+    def wrap(self, factory: Factory[Any]) -> LimitedFactory:
         return LimitedFactory(factory, self)
 
 
@@ -182,7 +182,7 @@ class LimitedFactory(ServerFactory):
     socket writes, half-close and the like work as without the limit); its ``connectionLost`` is
     followed by the release."""
 
-    def __init__(self, factory: ServerFactory, limiter: ConnectionLimiter) -> None:
+    def __init__(self, factory: Factory[Any], limiter: ConnectionLimiter) -> None:
         self.wrapped = factory
         self.limiter = limiter
 

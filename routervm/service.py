@@ -33,6 +33,7 @@ from appliance.tls import TlsMaterial, server_options
 from appliance.web import ControlSite
 from appliance.writer import SerialWriter
 from routervm.config import Config
+from routervm.limits import ConnectionLimiter
 from routervm.state import Snapshot, StateKeeper
 from routervm.web.control import ControlApi
 
@@ -79,9 +80,12 @@ class RouterService(MultiService):
         # 2. the control API
         site = ControlSite(ControlApi(self.keeper).resource(), max_body=self.config.control_max_body)
         site.displayTracebacks = False
+        # Its own budget of connections: guests' floods are counted elsewhere and never reach it.
+        self.control_limiter = ConnectionLimiter(self.reactor, total=self.config.control_connections,
+                                                 per_source=self.config.control_connections, name="control API")
         control = StreamServerEndpointService(
             endpoints.serverFromString(self.reactor, self.control_listen),
-            TLSMemoryBIOFactory(server_options(self.tls), False, site))
+            self.control_limiter.wrap(TLSMemoryBIOFactory(server_options(self.tls), False, site)))
         control.setName("control")
         control.setServiceParent(self)
 

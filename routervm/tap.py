@@ -7,6 +7,7 @@ import os
 from twisted.application.service import IService
 from twisted.python import usage
 
+from appliance.logretention import LogRetention, twistd_logfile
 from appliance.options import load_settings, load_tls
 from routervm.config import Config, ConfigError, load_config
 
@@ -37,13 +38,20 @@ def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
     from routervm.service import RouterService
     from routervm.state import KEY_FILE, load_or_create_key
 
+    config: Config = options["settings"]
     state_dir = os.path.join(options["basedir"], "state")
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     key = load_or_create_key(os.path.join(state_dir, KEY_FILE))
     service = RouterService(reactor=reactor, state_dir=state_dir, tls=options["tls"],
-                            control_listen=options["control-listen"], config=options["settings"], key=key)
+                            control_listen=options["control-listen"], config=config, key=key)
+    logfile = twistd_logfile(options)
+    if logfile is not None:
+        retention = LogRetention(logfile, config.log_retention, reactor)
+        retention.setName("log-retention")
+        retention.setServiceParent(service)
     if not options["no-data-plane"]:
         from routervm.dataplane import DataPlane
+        from routervm.limits import ConnectionLimiter, guest_connection_budget, raise_nofile_limit
         from routervm.nat.addresses import AddressApplier
         from routervm.nat.apply import RuleApplier
         from routervm.neighbours import ProcArpNeighbours
@@ -51,8 +59,13 @@ def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
 
         # 3. the data plane: DHCP, DNS, metadata, passwords and NAT rules on the guest network
         runner = RunProcess(reactor)
+        # Guests' TCP connections may take every descriptor but the control API's and a reserve.
+        nofile = raise_nofile_limit()
+        total = config.max_connections or guest_connection_budget(nofile, config.control_connections)
+        limiter = ConnectionLimiter(reactor, total=total, per_source=config.connections_per_source)
         data_plane = DataPlane(service.keeper, reactor, applier=RuleApplier(runner),
-                               addresses=AddressApplier(runner), neighbours=ProcArpNeighbours(clock=reactor))
+                               addresses=AddressApplier(runner), neighbours=ProcArpNeighbours(clock=reactor),
+                               limiter=limiter)
         data_plane.setName("data-plane")
         service.add_data_plane(data_plane)
     return service

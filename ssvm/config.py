@@ -8,6 +8,9 @@ max_redirects = 5
 
 [urls]
 max_ttl = 604800                   # longest lifetime of a signed image URL, in seconds
+
+[log]
+retention = 10                     # rotated log files kept (twistd --logfile rotates at 1 MB)
 ```
 """
 
@@ -17,6 +20,8 @@ import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
+
+from appliance.logretention import DEFAULT_RETENTION
 
 
 class ConfigError(ValueError):
@@ -29,9 +34,10 @@ class Config:
     max_size: int = 50 * 2**30
     max_redirects: int = 5
     url_max_ttl: int = 7 * 86400
+    log_retention: int = DEFAULT_RETENTION
 
 
-_KNOWN = {"download": {"allowed_cidrs", "max_size", "max_redirects"}, "urls": {"max_ttl"}}
+_KNOWN = {"download": {"allowed_cidrs", "max_size", "max_redirects"}, "urls": {"max_ttl"}, "log": {"retention"}}
 
 
 def _positive(errors: list[str], where: str, value: Any, default: int) -> int:
@@ -57,6 +63,7 @@ def load_config(text: str) -> Config:
             errors.append(f"unknown setting {section}.{key}")
     download = data.get("download", {}) if isinstance(data.get("download"), dict) else {}
     urls = data.get("urls", {}) if isinstance(data.get("urls"), dict) else {}
+    log = data.get("log", {}) if isinstance(data.get("log"), dict) else {}
     cidrs = download.get("allowed_cidrs", [])
     if not isinstance(cidrs, list):
         errors.append("download.allowed_cidrs must be a list of CIDRs")
@@ -74,6 +81,7 @@ def load_config(text: str) -> Config:
         max_redirects=_positive(errors, "download.max_redirects", download.get("max_redirects"),
                                 defaults.max_redirects),
         url_max_ttl=_positive(errors, "urls.max_ttl", urls.get("max_ttl"), defaults.url_max_ttl),
+        log_retention=_positive(errors, "log.retention", log.get("retention"), defaults.log_retention),
     )
     if errors:
         raise ConfigError("; ".join(errors))

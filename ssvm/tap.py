@@ -7,6 +7,7 @@ import os
 from twisted.application.service import IService
 from twisted.python import usage
 
+from appliance.logretention import LogRetention, twistd_logfile
 from appliance.options import load_settings, load_tls
 from ssvm.config import Config, ConfigError, load_config
 
@@ -45,7 +46,13 @@ def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
 
     os.makedirs(options["basedir"], mode=0o700, exist_ok=True)
     key = load_or_create_key(os.path.join(options["basedir"], "url-signing.key"))
-    return StorageService(
+    service = StorageService(
         reactor=reactor, store_root=options["store"], state_dir=os.path.join(options["basedir"], "state"),
         tls=options["tls"], control_listen=options["control-listen"], public_listen=options["public-listen"],
         public_url=options["public-url"], config=options["settings"], url_key=key)
+    logfile = twistd_logfile(options)
+    if logfile is not None:
+        retention = LogRetention(logfile, options["settings"].log_retention, reactor)
+        retention.setName("log-retention")
+        retention.setServiceParent(service)
+    return service

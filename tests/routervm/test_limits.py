@@ -4,16 +4,26 @@ and the rate-limited log of bad input."""
 
 from __future__ import annotations
 
+import datetime
+import os
 import resource
+import socket
+from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, ServerFactory
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from cloudd.pki import CertificateAuthority
+from routervm.config import Config, ConfigError, load_config
+from routervm.dataplane import DataPlane, Ports
+from routervm.dhcp.server import DhcpServerProtocol
 from routervm.http import LeanHTTPFactory, LeanHTTPProtocol, Reply
 from routervm.limits import (
     RESERVED_DESCRIPTORS,
@@ -23,6 +33,10 @@ from routervm.limits import (
     guest_connection_budget,
     raise_nofile_limit,
 )
+from routervm.neighbours import StaticNeighbours
+from routervm.service import RouterService
+from routervm.state import RouterState, StateKeeper
+from tests.routervm.test_dataplane import FakeListening, loopback_state
 
 
 class Lost(Protocol):
@@ -153,3 +167,96 @@ class BadInputLogTests(SynchronousTestCase):
             clock.advance(10)
             log.note("a", "r")
         self.assertEqual([e["source"] for e in events], ["a", "a"])
+
+
+class ConfigTests(SynchronousTestCase):
+    def test_limits_and_log(self) -> None:
+        config = load_config("[limits]\nconnections_per_source = 8\nmax_connections = 500\n"
+                             "control_connections = 16\n[log]\nretention = 3\n")
+        self.assertEqual((config.connections_per_source, config.max_connections, config.control_connections,
+                          config.log_retention), (8, 500, 16, 3))
+        self.assertIsNone(load_config("").max_connections)  # sized from RLIMIT_NOFILE
+        with self.assertRaises(ConfigError) as caught:
+            load_config("[limits]\nconnections_per_source = 0\nmax_connections = 'x'\nother = 1\n"
+                        "[log]\nretention = -1\n")
+        for fragment in ("limits.connections_per_source", "limits.max_connections", "limits.other",
+                         "log.retention"):
+            self.assertIn(fragment, str(caught.exception))
+
+    def test_control_api_budget(self) -> None:
+        """The control API's listener counts its connections against its own limiter."""
+        now = datetime.datetime.now(datetime.UTC)
+        material = CertificateAuthority.create(now).issue_appliance("routervm", ["127.0.0.1"], now)
+        svc = RouterService(reactor=Clock(), state_dir=os.path.join(os.path.abspath(self.mktemp()), "state"),
+                            tls=material, control_listen="tcp:0:interface=127.0.0.1",
+                            config=Config(control_connections=7), key=b"k" * 32)
+        control = svc.getServiceNamed("control")
+        self.assertIsInstance(control.factory, LimitedFactory)
+        self.assertIs(control.factory.limiter, svc.control_limiter)
+        self.assertEqual(svc.control_limiter.total, 7)
+
+
+class DataPlaneLimitTests(TestCase):
+    """The data plane's DNS-over-TCP, metadata and password listeners share one limiter (real
+    listeners on 127.0.0.1, as in test_dataplane)."""
+
+    def setUp(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        self.keeper = StateKeeper(os.path.join(directory, "state.json"), reactor, b"k" * 32)
+        self.addCleanup(self.keeper.passwords.clear)
+        self.limiter = ConnectionLimiter(reactor, total=100, per_source=3)
+
+        def dhcp_listen(port: int, proto: DhcpServerProtocol) -> Any:
+            return FakeListening(proto)
+
+        self.plane = DataPlane(self.keeper, reactor, applier=None, neighbours=StaticNeighbours({}),
+                               ports=Ports(dns=0, dhcp=6767, metadata=0, password=0), dhcp_listen=dhcp_listen,
+                               listen_address="127.0.0.1", limiter=self.limiter)
+        self.plane.startService()
+        self.addCleanup(self.plane.stopService)
+        self.keeper.replace(RouterState.from_json(loopback_state(1)))
+        self.clients: list[socket.socket] = []
+        self.addCleanup(lambda: [c.close() for c in self.clients])
+
+    async def connect(self, port: int) -> socket.socket:
+        client = socket.socket()
+        client.setblocking(False)
+        self.clients.append(client)
+        try:
+            client.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        for _ in range(200):  # the reactor accepts it
+            await deferLater(reactor, 0.005, lambda: None)
+            if self.limiter.open + self.limiter.refused >= len(self.clients):
+                break
+        return client
+
+    def test_shared_per_source_cap(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._shared_per_source_cap())
+
+    async def _shared_per_source_cap(self) -> None:
+        """Three connections from 127.0.0.1 across DNS, metadata and passwords are served; the
+        fourth, on any of them, is closed at once; closing one makes room."""
+        self.assertTrue(all(isinstance(p.factory, LimitedFactory)  # type: ignore[attr-defined]
+                            for p in self.plane.listening if hasattr(p, "factory")))
+        tcp_ports = [p.getHost().port for p in self.plane.listening  # type: ignore[attr-defined]
+                     if p.getHost().type == "TCP"]  # type: ignore[attr-defined]
+        self.assertEqual(len(tcp_ports), 3)  # DNS, metadata, passwords
+        for port in tcp_ports:
+            await self.connect(port)
+        self.assertEqual(self.limiter.open, 3)
+        refused = await self.connect(tcp_ports[1])
+        self.assertEqual((self.limiter.open, self.limiter.refused), (3, 1))
+        refused.setblocking(True)
+        refused.settimeout(5)
+        self.assertEqual(refused.recv(10), b"")  # closed by the router
+        self.clients[0].close()
+        for _ in range(200):
+            await deferLater(reactor, 0.005, lambda: None)
+            if self.limiter.open == 2:
+                break
+        self.assertEqual(self.limiter.open, 2)
+        await self.connect(tcp_ports[2])
+        self.assertEqual(self.limiter.open, 3)
