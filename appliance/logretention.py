@@ -19,10 +19,11 @@ import re
 from typing import Any
 
 from twisted.application.internet import TimerService
+from twisted.application.service import MultiService
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-__all__ = ["DEFAULT_RETENTION", "LogRetention", "prune_rotated", "twistd_logfile"]
+__all__ = ["DEFAULT_RETENTION", "LogRetention", "keep_rotated_logs", "prune_rotated", "twistd_logfile"]
 
 #: Rotated files kept by default (10 MB of history at twistd's 1 MB rotation).
 DEFAULT_RETENTION = 10
@@ -72,6 +73,18 @@ def prune_rotated(path: str, keep: int) -> list[str]:
             continue
         deleted.append(full)
     return deleted
+
+
+def keep_rotated_logs(service: MultiService, options: Any, keep: int, clock: IReactorTime) -> LogRetention | None:
+    """Attach a `LogRetention` named "log-retention" to a daemon's root `service` when twistd logs
+    to a file (`twistd_logfile` of the subcommand's `options`)."""
+    logfile = twistd_logfile(options)
+    if logfile is None:
+        return None
+    retention = LogRetention(logfile, keep, clock)
+    retention.setName("log-retention")
+    retention.setServiceParent(service)
+    return retention
 
 
 class LogRetention(TimerService):

@@ -7,7 +7,7 @@ import os
 from twisted.application.service import IService
 from twisted.python import usage
 
-from appliance.logretention import LogRetention, twistd_logfile
+from appliance.logretention import keep_rotated_logs
 from appliance.options import load_settings, load_tls
 from routervm.config import Config, ConfigError, load_config
 
@@ -44,11 +44,7 @@ def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
     key = load_or_create_key(os.path.join(state_dir, KEY_FILE))
     service = RouterService(reactor=reactor, state_dir=state_dir, tls=options["tls"],
                             control_listen=options["control-listen"], config=config, key=key)
-    logfile = twistd_logfile(options)
-    if logfile is not None:
-        retention = LogRetention(logfile, config.log_retention, reactor)
-        retention.setName("log-retention")
-        retention.setServiceParent(service)
+    keep_rotated_logs(service, options, config.log_retention, reactor)
     if not options["no-data-plane"]:
         from routervm.dataplane import DataPlane
         from routervm.limits import ConnectionLimiter, guest_connection_budget, raise_nofile_limit

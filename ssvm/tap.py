@@ -7,7 +7,7 @@ import os
 from twisted.application.service import IService
 from twisted.python import usage
 
-from appliance.logretention import LogRetention, twistd_logfile
+from appliance.logretention import keep_rotated_logs
 from appliance.options import load_settings, load_tls
 from ssvm.config import Config, ConfigError, load_config
 
@@ -50,9 +50,5 @@ def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
         reactor=reactor, store_root=options["store"], state_dir=os.path.join(options["basedir"], "state"),
         tls=options["tls"], control_listen=options["control-listen"], public_listen=options["public-listen"],
         public_url=options["public-url"], config=options["settings"], url_key=key)
-    logfile = twistd_logfile(options)
-    if logfile is not None:
-        retention = LogRetention(logfile, options["settings"].log_retention, reactor)
-        retention.setName("log-retention")
-        retention.setServiceParent(service)
+    keep_rotated_logs(service, options, options["settings"].log_retention, reactor)
     return service

@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.python.logfile import LogFile
+from twisted.python.usage import UsageError
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -129,6 +130,19 @@ class DaemonWiringTests(SynchronousTestCase):
     def test_routervm(self) -> None:
         self.assertEqual(router_config.load_config("").log_retention, DEFAULT_RETENTION)
         self.check("routervm", router_tap)
+
+    def test_cloudd(self) -> None:
+        """cloudd takes the count as --log-retention (it has no settings file)."""
+        from cloudd import tap
+
+        basedir = os.path.abspath(self.mktemp())
+        options = tap.Options()
+        options.parseOptions(["--basedir", basedir, "--log-retention", "5", "--listen", "tcp:0:interface=127.0.0.1"])
+        options.parent = twistd_options("-n", "--logfile", os.path.join(basedir, "c.log"))
+        retention = tap.makeService(options).getServiceNamed("log-retention")
+        self.assertEqual((retention.path, retention.keep), (os.path.join(basedir, "c.log"), 5))
+        self.assertEqual(tap.Options()["log-retention"], DEFAULT_RETENTION)
+        self.assertRaises(UsageError, tap.Options().parseOptions, ["--log-retention", "0"])
 
     def test_ssvm(self) -> None:
         self.assertEqual(ssvm_config.load_config("").log_retention, DEFAULT_RETENTION)
