@@ -1,21 +1,30 @@
-"""Sans-IO fast path: complete answers for known names, precomputed (DESIGN.md §6).
+"""Sans-IO fast path: complete answers for the router's own names, precomputed (DESIGN.md §6).
 
 `compile_table` turns a `DnsTable` into a dict from the query's bytes after the flags (the four
 counts, then the question: name in wire form lower-cased, type, class) to a response template;
-`answer` then costs one ``bytes.lower``, one dict lookup, one bit test and one concatenation.  It handles exactly:
+for a plain query `answer` then costs one ``bytes.lower``, one dict lookup, one bit test and one
+concatenation.  It handles exactly:
 
-* a standard query (QR=0, opcode 0) with QDCOUNT=1 and ANCOUNT=NSCOUNT=ARCOUNT=0 (so no EDNS:
-  the library path does not speak EDNS either and answers those),
-* class IN, type A, PTR or AAAA, for a name that exists in the table: the records, or NODATA.
+* a standard query (QR=0, opcode 0) with QDCOUNT=1, ANCOUNT=NSCOUNT=0 and either no additional
+  record or one EDNS OPT record (RFC 6891) of version 0 ending the datagram, with well-formed
+  options (which are ignored: no cookies, no ECS);
+* class IN, type A, PTR or AAAA, for a name that exists in the table: the records, or NODATA;
+* class IN, any type, for a name in the network's domain that does not exist: NXDOMAIN; and for
+  an unknown single-label name: NXDOMAIN.
 
-Anything else returns ``None`` and goes to the library path (twisted.names): NXDOMAIN, names not
-ours, other types, EDNS, malformed input.
+Anything else returns ``None`` and goes to the library path (twisted.names): other types of
+known names, names not ours, private reverse names, EDNS versions other than 0, several OPT
+records, names with a ``.`` inside a label, malformed input, and an answer too large for the
+client's UDP size (the library path truncates).
 
 The response is what `routervm.dns.server`'s library path sends for the same query, byte for byte
 (tests cross-check it): ID and RD copied, QR and AA set, RA when the server recurses for someone,
-RCODE 0, the question echoed exactly as received (so 0x20 case randomisation survives), answer
-owner names compressed to a pointer at the question (offset 12), TTL `table.TTL`, PTR targets
-written in full.  No authority or additional records.
+the question echoed exactly as received (so 0x20 case randomisation survives), answer owner names
+compressed to a pointer at the question (offset 12), TTL `table.TTL`, PTR targets written in full;
+for a name in the domain with no answer, the domain's SOA in the authority section, its names
+compressed to the question's own spelling of the domain.  With EDNS: one OPT record in the
+additional section, version 0, UDP payload size `EDNS_UDP_SIZE`, DO clear (no DNSSEC here), no
+options.
 """
 
 from __future__ import annotations
@@ -25,27 +34,52 @@ import struct
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from routervm.dns.table import TTL, DnsTable, Entry
+from routervm.dns.table import SOA_TIMERS, TTL, DnsTable, Entry
 
-__all__ = ["LeanTable", "answer", "compile_table", "encode_name"]
+__all__ = ["EDNS_UDP_SIZE", "LeanTable", "answer", "compile_table", "encode_name", "opt_record"]
 
-_A, _PTR, _AAAA, _IN = 1, 12, 28, 1
+_A, _PTR, _AAAA, _SOA, _IN = 1, 12, 28, 6, 1
 _QUERY_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _POINTER_TO_QUESTION = b"\xc0\x0c"
+_OPT_PREFIX = b"\x00\x00\x29"  # root owner name, type OPT
+#: The UDP payload size this server advertises (RFC 6891 §6.2.5; the 2020 DNS flag day value,
+#: dnsmasq's default too).
+EDNS_UDP_SIZE = 1232
+#: The response size a client without EDNS accepts over UDP (RFC 1035 §4.2.1).
+_PLAIN_UDP_SIZE = 512
+_NXDOMAIN = 3
 
-#: counts + question (lower-cased name) → (header bytes 2–11 for RD=0, for RD=1, answer records)
-Template = tuple[bytes, bytes, bytes]
+
+def opt_record(extended_rcode: int = 0) -> bytes:
+    """Our OPT record: version 0, `EDNS_UDP_SIZE`, DO clear, no options."""
+    return _OPT_PREFIX + struct.pack("!HBBHH", EDNS_UDP_SIZE, extended_rcode, 0, 0, 0)
+
+
+_OPT = opt_record()
+
+#: Header bytes 2-11 of a response, indexed by ``RD + 2 * EDNS``.
+Heads = tuple[bytes, bytes, bytes, bytes]
+#: (heads, the answer and authority records)
+Template = tuple[Heads, bytes]
 
 
 class LeanTable:
-    """The compiled templates of one `DnsTable`; immutable."""
+    """The compiled templates of one `DnsTable`; immutable.  `domain_wire` is the domain in wire
+    form lower-cased (empty when there is no domain); `soa_parts` the SOA record around its three
+    pointers to the owner name."""
 
-    __slots__ = ("table", "recursion_available", "templates")
+    __slots__ = ("table", "recursion_available", "templates", "domain_wire", "soa_parts", "nx_heads")
 
     def __init__(self, table: DnsTable, recursion_available: bool, templates: Mapping[bytes, Template]):
         self.table = table
         self.recursion_available = recursion_available
         self.templates = templates
+        self.domain_wire = encode_name(table.domain) if table.domain else b""
+        self.soa_parts = _soa_parts(table.domain) if table.domain else (b"", b"", b"")
+        ra = 0x80 if recursion_available else 0
+        self.nx_heads = (
+            _heads(ra | _NXDOMAIN, 0, 1), _heads(ra | _NXDOMAIN, 0, 0),  # with SOA, without
+        )
 
     def __repr__(self) -> str:
         return f"<LeanTable {len(self.templates)} questions>"
@@ -60,6 +94,43 @@ def encode_name(name: str) -> bytes:
         out += raw
     out.append(0)
     return bytes(out)
+
+
+def _soa_parts(domain: str) -> tuple[bytes, bytes, bytes]:
+    """The SOA record as ``owner + parts[0] + owner + parts[1] + owner + parts[2]`` where owner
+    is a two-byte pointer to the domain: mname ``data-server.<domain>``, rname
+    ``hostmaster.<domain>``."""
+    mname, rname = b"\x0bdata-server", b"\x0ahostmaster"
+    timers = struct.pack("!5I", *SOA_TIMERS)
+    rdlength = len(mname) + 2 + len(rname) + 2 + len(timers)
+    return (
+        struct.pack("!HHIH", _SOA, _IN, TTL, rdlength) + mname,
+        rname,
+        timers,
+    )
+
+
+def _soa(table: LeanTable, offset: int) -> bytes:
+    pointer = struct.pack("!H", 0xC000 | offset)
+    a, b, c = table.soa_parts
+    return pointer + a + pointer + b + pointer + c
+
+
+_shared: dict[bytes | tuple[int, int, int], object] = {}
+
+
+def _heads(flags2: int, ancount: int, nscount: int) -> Heads:
+    """The four header variants (RD 0/1, EDNS no/yes), shared between equal templates."""
+    key = (flags2, ancount, nscount)
+    found = _shared.get(key)
+    if found is None:
+        found = tuple(
+            bytes((0x84 | rd, flags2)) + struct.pack("!HHHH", 1, ancount, nscount, edns)
+            for edns in (0, 1)
+            for rd in (0, 1)
+        )
+        _shared[key] = found
+    return found  # type: ignore[return-value]
 
 
 def _records(entry: Entry, qtype: int) -> list[bytes]:
@@ -90,15 +161,29 @@ def compile_table(table: DnsTable, *, recursion_available: bool) -> LeanTable:
     flag the library path sets (true when the server has upstream resolvers)."""
     ra = 0x80 if recursion_available else 0
     templates: dict[bytes, Template] = {}
+    lean = LeanTable(table, recursion_available, templates)
+    suffix = b"." + table.domain.encode("ascii") if table.domain else None
+    bodies: dict[bytes, bytes] = {}
     for name, entry in table.names().items():
         qname = encode_name(name)
+        raw = name.encode("ascii")
+        # The SOA of a NODATA answer points at the domain inside the question (case kept).
+        soa_offset = None
+        if suffix is not None and (raw == suffix[1:] or raw.endswith(suffix)):
+            soa_offset = 12 + len(qname) - len(lean.domain_wire)
         for qtype in (_A, _PTR, _AAAA):
             rrs = _records(entry, qtype)
-            counts = struct.pack("!HHHH", 1, len(rrs), 0, 0)
-            head0 = bytes((0x84, ra)) + counts
-            head1 = bytes((0x85, ra)) + counts
-            templates[_QUERY_COUNTS + qname + struct.pack("!HH", qtype, _IN)] = (head0, head1, b"".join(rrs))
-    return LeanTable(table, recursion_available, MappingProxyType(templates))
+            if rrs or soa_offset is None:
+                body, nscount = b"".join(rrs), 0
+            else:
+                body, nscount = _soa(lean, soa_offset), 1
+            body = bodies.setdefault(body, body)
+            templates[_QUERY_COUNTS + qname + struct.pack("!HH", qtype, _IN)] = (
+                _heads(ra, len(rrs), nscount),
+                body,
+            )
+    lean.templates = MappingProxyType(templates)
+    return lean
 
 
 def answer(query: bytes, table: LeanTable) -> bytes | None:
@@ -109,7 +194,92 @@ def answer(query: bytes, table: LeanTable) -> bytes | None:
     # are below "A" where they can match, so lowering never changes the structure; type, class
     # or count bytes that look like capitals become 0x61-0x7A and can no longer match a template.
     found = table.templates.get(query[4:].lower())
+    if found is None:
+        return _answer_other(query, table)
     # QR=0 and opcode 0 (bits 7-3 of byte 2); a match implies at least 17 bytes.
-    if found is None or query[2] & 0xF8:
+    if query[2] & 0xF8:
         return None
-    return query[:2] + found[query[2] & 1] + query[12:] + found[2]
+    out = query[:2] + found[0][query[2] & 1] + query[12:] + found[1]
+    return out if len(out) <= _PLAIN_UDP_SIZE else None
+
+
+def _answer_other(query: bytes, table: LeanTable) -> bytes | None:
+    """EDNS queries for known names, and NXDOMAIN; `None` for anything else."""
+    size = len(query)
+    if size < 17 or query[2] & 0xF8 or query[4:10] != b"\x00\x01\x00\x00\x00\x00" or query[10]:
+        return None
+    # The question name: plain labels only (no compression pointer, no reserved label type).
+    end = 12
+    labels = 0
+    while True:
+        length = query[end]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        labels += 1
+        end += length + 1
+        if end >= size:
+            return None
+    qend = end + 5  # after the root label, type and class
+    if qend > size or end - 12 > 254:
+        return None
+    additional = query[11]
+    if additional == 0:
+        if qend != size:
+            return None
+        limit = _PLAIN_UDP_SIZE
+        opt = b""
+    elif additional == 1:
+        # One OPT record ending the datagram: owner root, version 0, options well formed.
+        if query[qend : qend + 3] != _OPT_PREFIX or size < qend + 11 or query[qend + 6]:
+            return None
+        rdlength = query[qend + 9] << 8 | query[qend + 10]
+        if qend + 11 + rdlength != size:
+            return None
+        at = qend + 11
+        while at < size:
+            if at + 4 > size:
+                return None
+            at += 4 + (query[at + 2] << 8 | query[at + 3])
+        if at != size:
+            return None
+        limit = min(max(query[qend + 3] << 8 | query[qend + 4], _PLAIN_UDP_SIZE), EDNS_UDP_SIZE)
+        opt = _OPT
+    else:
+        return None
+    rd = query[2] & 1
+    question = query[12:qend]
+    lowered = question.lower()
+    found = table.templates.get(_QUERY_COUNTS + lowered)
+    if found is not None:
+        out = query[:2] + found[0][rd + 2 * additional] + question + found[1] + opt
+        return out if len(out) <= limit else None
+    # Not a known (name, type): NXDOMAIN when the name is ours and does not exist.
+    if question[-2:] != b"\x00\x01" or labels == 0 or b"." in question:
+        return None
+    name = lowered[:-4]
+    qtype = question[-4:-2]
+    if qtype not in (b"\x00\x01", b"\x00\x0c", b"\x00\x1c") and (
+        _QUERY_COUNTS + name + b"\x00\x01\x00\x01" in table.templates
+    ):
+        return None  # the name exists: the library answers its other types
+    domain = table.domain_wire
+    if domain and name.endswith(domain) and _label_start(question, len(name) - len(domain)):
+        heads = table.nx_heads[0]
+        authority = _soa(table, 12 + len(name) - len(domain))
+    elif labels == 1:
+        heads = table.nx_heads[1]
+        authority = b""
+    else:
+        return None
+    out = query[:2] + heads[rd + 2 * additional] + question + authority + opt
+    return out if len(out) <= limit else None
+
+
+def _label_start(question: bytes, offset: int) -> bool:
+    """Whether a label of the wire name at the start of `question` starts at `offset`."""
+    at = 0
+    while at < offset:
+        at += question[at] + 1
+    return at == offset

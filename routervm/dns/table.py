@@ -23,6 +23,13 @@ Which names are "ours" (answered from here, never forwarded):
 
 Everything else is not ours: the server forwards it (or refuses it to clients outside the guest
 networks).  Names compare case-insensitively; a trailing dot is ignored.
+
+Negative answers about names in the network's domain (NXDOMAIN, and NODATA for a name that
+exists) carry the domain's SOA in the authority section (RFC 2308 §3): ``<domain> SOA
+data-server.<domain> hostmaster.<domain>`` with `SOA_TIMERS`.  Its TTL and its minimum are 0, like
+every local answer: a guest must not cache the absence of a VM that is about to be created.  The
+SOA's names are written relative to the question's own spelling of the domain, so a response
+compresses them to pointers into the question whatever its case (`soa_owner`).
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ from types import MappingProxyType
 
 from routervm.records import VmRecord
 
-__all__ = ["DATA_SERVER", "TTL", "DnsTable", "Entry", "reverse_name"]
+__all__ = ["DATA_SERVER", "SOA_TIMERS", "TTL", "DnsTable", "Entry", "reverse_name", "soa_owner"]
 
 #: The name guests use to find the router (cloud-init's CloudStack datasource).
 DATA_SERVER = "data-server"
 #: TTL of every local answer, in seconds.
 TTL = 0
+#: The domain's SOA: serial, refresh, retry, expire, minimum (the negative-caching TTL, RFC 2308 §4).
+SOA_TIMERS = (1, 3600, 600, 86400, 0)
 
 _LABEL_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 _PRIVATE_V4 = tuple(
@@ -66,6 +75,19 @@ _NODATA = Entry(exists=True)
 def reverse_name(ip: str) -> str:
     """``10.1.1.50`` → ``50.1.1.10.in-addr.arpa``."""
     return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
+
+
+def soa_owner(name: bytes, domain: str) -> bytes | None:
+    """The trailing labels of `name` (as sent, case kept) that spell `domain`, when `name` is the
+    domain or below it; else ``None`` (no domain, or the name is outside it)."""
+    if not domain:
+        return None
+    want = domain.count(".") + 1
+    labels = name.rstrip(b".").split(b".")
+    if len(labels) < want:
+        return None
+    owner = b".".join(labels[-want:])
+    return owner if owner.lower() == domain.encode("ascii") else None
 
 
 def _normalise_name(name: str) -> str:
@@ -108,19 +130,30 @@ class DnsTable:
             raise ValueError(f"domain {domain!r} is not a valid DNS name")
         router_ip = str(ipaddress.IPv4Address(router_ip))
 
+        # One string per name, shared by the table's keys and the PTR targets (a router holds
+        # this table for every VM as long as it runs).
+        fqdns: dict[str, str] = {}
+
         def fqdn(label: str) -> str:
-            return f"{label}.{domain}" if domain else label
+            if not domain:
+                return label
+            found = fqdns.get(label)
+            if found is None:
+                found = fqdns[label] = f"{label}.{domain}"
+            return found
 
         addresses: dict[str, list[str]] = {}
         pointers: dict[str, str] = {}
         skipped: list[str] = []
         for record in records:
             host = record.hostname.lower()
+            if host == record.hostname:
+                host = record.hostname  # the record's own string, not a copy
             if not _LABEL_RE.match(host):
                 skipped.append(record.hostname)
                 continue
             for nic in record.nics:
-                if ipaddress.ip_address(nic.ip).version != 4:
+                if ":" in nic.ip:  # IPv6 (`Nic.ip` is canonical text)
                     continue
                 pointers.setdefault(reverse_name(nic.ip), fqdn(host))
                 if nic is record.default_nic and host != DATA_SERVER:

@@ -7,13 +7,20 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred
 from twisted.logger import globalLogPublisher
 from twisted.names import dns
 from twisted.trial.unittest import SynchronousTestCase
 
 from routervm.dns.server import DROP_LOG_INTERVAL, client_filter
-from tests.routervm.test_dns_support import offline_server, parse, query_bytes, table, udp_answer, vm
+from tests.routervm.test_dns_support import (
+    forwarding_server,
+    offline_server,
+    parse,
+    query_bytes,
+    table,
+    udp_answer,
+    vm,
+)
 
 VALID = (
     query_bytes("web1.cloud.internal"),
@@ -49,17 +56,18 @@ class ServerTests(SynchronousTestCase):
         self.assertEqual(parse(out).answers[0].payload.dottedQuad(), "10.1.1.50")
 
     def test_allowed_client_forwarded(self) -> None:
-        """For an allowed client a name not ours goes to the upstream resolver."""
-        srv, transport, clock = offline_server(upstreams=(("192.0.2.53", 53),), allowed=True)
-        sent: list[tuple[object, ...]] = []
-
-        def fake_query(*args: object, **kwargs: object) -> Deferred[object]:
-            sent.append(args)
-            return Deferred()
-
-        srv.factory.resolver.resolvers[-1]._query = fake_query
-        self.assertEqual(udp_answer(srv, transport, query_bytes("example.com")), [])
-        self.assertEqual(len(sent), 1)
+        """For an allowed client a name not ours goes to the upstream resolver, and its answer
+        comes back: not authoritative, RD copied, RA set."""
+        srv, transport, clock, upstreams = forwarding_server(allowed=True)
+        self.assertEqual(udp_answer(srv, transport, query_bytes("example.com", id=5)), [])
+        [(port, sent)] = upstreams.take()
+        self.assertEqual(sent.queries, [dns.Query(b"example.com", dns.A)])
+        rr = dns.RRHeader(b"example.com", dns.A, dns.IN, 60, dns.Record_A("192.0.2.80", 60), auth=True)
+        upstreams.answer(port, sent, answers=(rr,))
+        m = parse(transport.pop()[0])
+        self.assertEqual((m.id, m.rCode, m.auth, m.recDes, m.recAv), (5, dns.OK, 0, 1, 1))
+        self.assertEqual([a.payload.dottedQuad() for a in m.answers], ["192.0.2.80"])
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_update(self) -> None:
         """`update` swaps the whole table: new names answer, removed ones are NXDOMAIN."""

@@ -1,0 +1,372 @@
+"""Forwarding the guests' other names to the zone's resolvers, with bounded cost (security.md 21).
+
+A guest can send any number of random names; each would otherwise hold a socket and a timer until
+the upstream answers or a minute passes.  `Forwarder` bounds everything a flood can make it hold:
+
+* **sockets**: a fixed pool of `SOCKETS_PER_UPSTREAM` UDP sockets per upstream, each connected to
+  its upstream (so an ICMP port unreachable comes back as ECONNREFUSED) and bound to a random
+  port by the kernel, opened on first use and closed by `close`.  A query gets a random 16-bit ID
+  on a random socket of its upstream; an answer must come from that socket, carry a pending ID and
+  repeat the question (RFC 5452 §9.1), else it is ignored;
+* **queries in flight**: at most `per_source` from one client address and `total` in all; a query
+  beyond either is answered SERVFAIL at once, without being sent.  Equal questions in flight share
+  one upstream query;
+* **time**: `timeout` seconds in all (2 s): the first upstream gets half of it, then the next one
+  (or the same, when there is one) the rest; then SERVFAIL.  An upstream that refuses (ICMP port
+  unreachable) is not asked again for that question, and when every upstream has refused the
+  answer is SERVFAIL at once;
+* **cache**: at most `cache_entries` answers, least recently used evicted first, without a timer
+  per entry (expiry is checked when read).  Positive answers live for their smallest TTL (at most
+  `MAX_TTL`), negative ones (NXDOMAIN, and NODATA) for the SOA's ``min(TTL, minimum)`` (RFC 2308
+  §5; without an SOA they are not cached), SERVFAIL and timeouts for `SERVFAIL_TTL` (RFC 2308 §7).
+  Cached TTLs count down.
+
+Failures that are expected on a network (timeouts, refusals, limits, malformed answers) are
+logged through `BadInputLog`, a line per upstream or client and interval, never a traceback.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from twisted.names import dns
+
+from routervm.limits import BadInputLog
+
+__all__ = [
+    "MAX_TTL",
+    "SERVFAIL_TTL",
+    "SOCKETS_PER_UPSTREAM",
+    "Forwarder",
+    "UpstreamAnswer",
+]
+
+#: UDP sockets per upstream resolver.
+SOCKETS_PER_UPSTREAM = 4
+#: Longest a positive answer is cached, in seconds.
+MAX_TTL = 3600
+#: How long a SERVFAIL (from the upstream, or no answer in time) is cached, in seconds.
+SERVFAIL_TTL = 5.0
+#: The UDP payload size advertised to the upstreams.
+_UPSTREAM_UDP_SIZE = 1232
+
+Key = tuple[bytes, int, int]
+
+
+class UpstreamAnswer(NamedTuple):
+    """What a forwarded question gets: the RCODE and the records to send back."""
+
+    rcode: int
+    answers: list[dns.RRHeader]
+    authority: list[dns.RRHeader]
+    additional: list[dns.RRHeader]
+
+
+def _servfail() -> UpstreamAnswer:
+    return UpstreamAnswer(dns.ESERVER, [], [], [])
+
+
+class _Pending:
+    """One question in flight upstream and the clients waiting for it."""
+
+    __slots__ = ("key", "query", "waiters", "socket", "id", "timer", "attempts", "refused", "upstream")
+
+    def __init__(self, key: Key, query: dns.Query) -> None:
+        self.key = key
+        self.query = query
+        self.waiters: list[tuple[defer.Deferred[UpstreamAnswer], str]] = []
+        self.socket: _UpstreamSocket | None = None
+        self.id = 0
+        self.timer: IDelayedCall | None = None
+        self.attempts = 0
+        self.refused: set[int] = set()
+        self.upstream = 0
+
+
+class _UpstreamSocket(DatagramProtocol):
+    """One pooled UDP socket, connected to upstream number `index`."""
+
+    def __init__(self, forwarder: Forwarder, index: int) -> None:
+        self.forwarder = forwarder
+        self.index = index
+        self.pending: dict[int, _Pending] = {}
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:  # noqa: N802 (Twisted API)
+        self.forwarder._received(self, data)
+
+    def connectionRefused(self) -> None:  # noqa: N802 (Twisted API)
+        self.forwarder._refused(self)
+
+
+class _Cached(NamedTuple):
+    expires: float
+    stored: float
+    answer: UpstreamAnswer
+
+
+class Forwarder:
+    """Forwards questions to `upstreams` (``(host, port)``) with the bounds above.
+
+    `listen_udp(protocol)` opens one pooled socket for `protocol` and returns its port (tests
+    pass a fake); by default ``reactor.listenUDP(0, …)``.  The socket is then connected to its
+    upstream with ``transport.connect``."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        upstreams: Sequence[tuple[str, int]],
+        reactor: IReactorTime,
+        *,
+        listen_udp: Callable[[DatagramProtocol], object] | None = None,
+        sockets_per_upstream: int = SOCKETS_PER_UPSTREAM,
+        per_source: int = 64,
+        total: int = 1024,
+        timeout: float = 2.0,
+        cache_entries: int = 4096,
+    ) -> None:
+        if not upstreams:
+            raise ValueError("no upstream resolvers")
+        self.upstreams = list(upstreams)
+        self.clock = reactor
+        self._listen_udp = listen_udp or (lambda protocol: reactor.listenUDP(0, protocol))  # type: ignore[attr-defined]
+        self.sockets_per_upstream = sockets_per_upstream
+        self.per_source = per_source
+        self.total = total
+        self.timeout = timeout
+        self.cache_entries = cache_entries
+        self._sockets: list[list[_UpstreamSocket]] | None = None
+        self._ports: list[object] = []
+        self._pending: dict[Key, _Pending] = {}
+        self._by_source: dict[str, int] = {}
+        #: Clients waiting for an upstream answer now.
+        self.waiting = 0
+        self._cache: collections.OrderedDict[Key, _Cached] = collections.OrderedDict()
+        self._random = random.Random(secrets.randbits(64))
+        self.limited = BadInputLog(reactor, "DNS forwarding over its limit")
+        self.failures = BadInputLog(reactor, "DNS upstream failure")
+        #: Counters since the start: answered from the cache, sent upstream, refused by a limit,
+        #: timed out, refused by the upstream.
+        self.stats = collections.Counter[str]()
+
+    # -- the API
+
+    def lookup(self, query: dns.Query, source: str) -> UpstreamAnswer | defer.Deferred[UpstreamAnswer]:
+        """The upstream's answer for `query` asked by `source`: now (cache, limits) or later."""
+        key = (query.name.name.lower(), query.type, query.cls)
+        cached = self._from_cache(key)
+        if cached is not None:
+            self.stats["cached"] += 1
+            return cached
+        held = self._by_source.get(source, 0)
+        if held >= self.per_source or self.waiting >= self.total:
+            self.stats["limited"] += 1
+            self.limited.note(source, f"{held} queries of this client and {self.waiting} in all waiting "
+                                      f"upstream (at most {self.per_source} and {self.total})")
+            return _servfail()
+        d: defer.Deferred[UpstreamAnswer] = defer.Deferred()
+        self._by_source[source] = held + 1
+        self.waiting += 1
+        pending = self._pending.get(key)
+        if pending is not None:
+            pending.waiters.append((d, source))
+            return d
+        pending = _Pending(key, query)
+        pending.waiters.append((d, source))
+        self._pending[key] = pending
+        self._send(pending, 0)
+        return d
+
+    def close(self) -> defer.Deferred[None]:
+        """Answer everything pending with SERVFAIL and close the pool (the server stops); fires
+        when every socket is closed."""
+        for pending in list(self._pending.values()):
+            self._finish(pending, _servfail(), cache=False)
+        ports, self._ports, self._sockets = self._ports, [], None
+        self._cache.clear()
+        stops = [defer.maybeDeferred(getattr(port, "stopListening")) for port in ports]
+        return defer.DeferredList(stops, consumeErrors=True).addCallback(lambda _: None)
+
+    def pending_count(self) -> int:
+        """Distinct questions in flight upstream."""
+        return len(self._pending)
+
+    def cache_size(self) -> int:
+        return len(self._cache)
+
+    # -- sending
+
+    def _pool(self) -> list[list[_UpstreamSocket]]:
+        if self._sockets is None:
+            pool: list[list[_UpstreamSocket]] = []
+            for index, (host, port) in enumerate(self.upstreams):
+                row = []
+                for _ in range(self.sockets_per_upstream):
+                    protocol = _UpstreamSocket(self, index)
+                    self._ports.append(self._listen_udp(protocol))
+                    transport: Any = protocol.transport
+                    transport.connect(host, port)
+                    row.append(protocol)
+                pool.append(row)
+            self._sockets = pool
+        return self._sockets
+
+    def _send(self, pending: _Pending, upstream: int) -> None:
+        """(Re)send `pending` to upstream number `upstream` with a fresh ID and socket."""
+        self._unregister(pending)
+        sock = self._random.choice(self._pool()[upstream])
+        while True:
+            ident = secrets.randbits(16)
+            if ident not in sock.pending:
+                break
+        pending.socket, pending.id, pending.upstream = sock, ident, upstream
+        pending.attempts += 1
+        sock.pending[ident] = pending
+        message = dns.Message(id=ident, recDes=True)
+        message.queries = [pending.query]
+        message.additional = [dns._OPTHeader(udpPayloadSize=_UPSTREAM_UDP_SIZE)]  # type: ignore[list-item]
+        # Half the time for the first attempt, the rest for the second (RFC 1536 §1).
+        pending.timer = self.clock.callLater(self.timeout / 2, self._expired, pending)
+        self.stats["sent"] += 1
+        try:
+            transport: Any = sock.transport
+            transport.write(message.toStr())
+        except OSError as e:
+            # A full send buffer or no route: the same as a lost datagram, the timer decides.
+            self.failures.note(self._name(upstream), f"send failed: {e}")
+
+    def _unregister(self, pending: _Pending) -> None:
+        if pending.socket is not None:
+            pending.socket.pending.pop(pending.id, None)
+            pending.socket = None
+        if pending.timer is not None:
+            if pending.timer.active():
+                pending.timer.cancel()
+            pending.timer = None
+
+    def _next_upstream(self, pending: _Pending) -> int | None:
+        count = len(self.upstreams)
+        for step in range(1, count + 1):
+            candidate = (pending.upstream + step) % count
+            if candidate not in pending.refused:
+                return candidate
+        return None
+
+    def _expired(self, pending: _Pending) -> None:
+        pending.timer = None
+        upstream = self._next_upstream(pending) if pending.attempts < 2 else None
+        if upstream is not None:
+            self._send(pending, upstream)
+            return
+        self.stats["timeout"] += 1
+        self.failures.note(self._name(pending.upstream), f"no answer in {self.timeout:g}s")
+        self._finish(pending, _servfail(), ttl=SERVFAIL_TTL)
+
+    def _refused(self, sock: _UpstreamSocket) -> None:
+        """The kernel says `sock`'s upstream refused a datagram (ICMP port unreachable)."""
+        self.stats["refused"] += 1
+        self.failures.note(self._name(sock.index), "connection refused (ICMP port unreachable)")
+        for pending in list(sock.pending.values()):
+            pending.refused.add(sock.index)
+            upstream = self._next_upstream(pending)
+            if upstream is None:
+                self._finish(pending, _servfail(), ttl=SERVFAIL_TTL)
+            else:
+                self._send(pending, upstream)
+
+    # -- receiving
+
+    def _received(self, sock: _UpstreamSocket, data: bytes) -> None:
+        message = dns.Message()
+        try:
+            message.fromStr(data)
+        except Exception as e:  # any parse failure of untrusted bytes
+            self.failures.note(self._name(sock.index), f"malformed answer ({type(e).__name__})")
+            return
+        pending = sock.pending.get(message.id)
+        if pending is None or not message.answer or len(message.queries) != 1:
+            return  # late, spoofed or stray
+        question = message.queries[0]
+        if (question.name.name.lower(), question.type, question.cls) != pending.key:
+            return
+        answer = UpstreamAnswer(
+            message.rCode,
+            message.answers,
+            message.authority,
+            [r for r in message.additional if r.type != dns.OPT],
+        )
+        self._finish(pending, answer, ttl=_ttl(answer))
+
+    def _finish(self, pending: _Pending, answer: UpstreamAnswer, *, ttl: float | None = None,
+                cache: bool = True) -> None:
+        self._unregister(pending)
+        self._pending.pop(pending.key, None)
+        if cache and ttl is not None and ttl > 0:
+            self._store(pending.key, answer, ttl)
+        for d, source in pending.waiters:
+            self.waiting -= 1
+            held = self._by_source.get(source, 0)
+            if held <= 1:
+                self._by_source.pop(source, None)
+            else:
+                self._by_source[source] = held - 1
+            d.callback(answer)
+        pending.waiters = []
+
+    # -- the cache
+
+    def _store(self, key: Key, answer: UpstreamAnswer, ttl: float) -> None:
+        now = self.clock.seconds()
+        cache = self._cache
+        cache[key] = _Cached(now + ttl, now, answer)
+        cache.move_to_end(key)
+        while len(cache) > self.cache_entries:
+            cache.popitem(last=False)
+
+    def _from_cache(self, key: Key) -> UpstreamAnswer | None:
+        found = self._cache.get(key)
+        if found is None:
+            return None
+        now = self.clock.seconds()
+        if now >= found.expires:
+            del self._cache[key]
+            return None
+        self._cache.move_to_end(key)
+        elapsed = int(now - found.stored)
+        answer = found.answer
+        if not elapsed:
+            return answer
+        return UpstreamAnswer(answer.rcode, *(_aged(rrs, elapsed) for rrs in answer[1:]))
+
+    def _name(self, index: int) -> str:
+        host, port = self.upstreams[index]
+        return f"{host}:{port}"
+
+
+def _aged(records: list[dns.RRHeader], elapsed: int) -> list[dns.RRHeader]:
+    return [
+        dns.RRHeader(r.name.name, r.type, r.cls, max(r.ttl - elapsed, 0), r.payload, r.auth)
+        for r in records
+    ]
+
+
+def _ttl(answer: UpstreamAnswer) -> float | None:
+    """How long `answer` may be cached (RFC 2308), or ``None`` for not at all."""
+    if answer.rcode == dns.ESERVER:
+        return SERVFAIL_TTL
+    if answer.rcode == dns.OK and answer.answers:
+        return float(min(min(r.ttl for r in answer.answers), MAX_TTL))
+    if answer.rcode in (dns.OK, dns.ENAME):
+        for record in answer.authority:
+            if record.type == dns.SOA:
+                soa: Any = record.payload
+                return float(min(record.ttl, soa.minimum, MAX_TTL))
+    return None
