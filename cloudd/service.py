@@ -55,7 +55,7 @@ def api_site(resource: ApiResource) -> ApiSite:
     root.putChild(b"client", client)
     client.putChild(b"api", resource)
     # The access log hides parameter values: they carry passwords and signatures.
-    site = ApiSite(root, logFormatter=access_log_line)
+    site = ApiSite(root, resource.api.settings, logFormatter=access_log_line)
     site.displayTracebacks = False
     return site
 

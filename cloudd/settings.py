@@ -45,6 +45,13 @@ SETTINGS: tuple[Setting, ...] = (
        "libcloud sends) are accepted, counted and logged."),
     _S("api.request.expires.max.seconds", "Integer", "1020", "Advanced",
        "How far in the future a signed request's expires may lie; later ones are refused with 401."),
+    _S("api.request.body.max.bytes", "Integer", "4194304", "Advanced",
+       "Largest request body accepted on the API port, checked against Content-Length and while the body "
+       "arrives; a larger one is answered 413 and its connection closed (room for 1 MiB of user data in "
+       "base64)."),
+    _S("api.request.parameters.max", "Integer", "1000", "Advanced",
+       "Most parameters one API request may carry (query string and form body together), counted before "
+       "any decoding; more are refused with 431 (Tomcat's maxParameterCount)."),
     _S("api.key.access", "Boolean", "true", "Advanced", "Allow API key access for users."),
     # sessions
     _S("session.timeout", "Integer", "1800", "Advanced", "Seconds of inactivity after which a login session ends."),

@@ -54,8 +54,46 @@ def permission_denied(text: str) -> ApiError:
     return ApiError(531, text, CS_PERMISSION_DENIED)
 
 
-def unauthorized(text: str = "unable to verify user credentials and/or request signature") -> ApiError:
+CREDENTIALS_FAILED = "unable to verify user credentials and/or request signature"
+
+
+def unauthorized(text: str = CREDENTIALS_FAILED) -> ApiError:
     return ApiError(401, text, None)
+
+
+def unknown_command(name: str) -> ApiError:
+    """A command name the signature path does not serve: still 401 without a cserrorcode, as CloudStack
+    answers (libcloud raises `InvalidCredsError` on it), but a text that points at the name as well as
+    at the keys. The same text whether the command does not exist or the caller may not use it: the
+    credentials are not checked first, so it confirms neither to a caller who has none."""
+    return ApiError(401, f"The API [{name[:64]}] may not exist or may not be available to this account, or "
+                         f"{CREDENTIALS_FAILED}", None)
+
+
+# --- requests refused before they are read as API calls (spec/api.md §1.2, §3.5) ---------------------
+
+def bad_header(name: str) -> ApiError:
+    """A header cloudd reads carries bytes that are not UTF-8: 400, a servlet-level refusal (no
+    cserrorcode), answered before authentication and throttling."""
+    return ApiError(400, f"Received a value that is not valid UTF-8 in header {name}", None)
+
+
+def undecodable_parameter(name: str | None) -> ApiError:
+    """A parameter name or value is not UTF-8 once percent-decoded: 431/9999, as a value with control
+    characters is. `name` is None when the name itself cannot be decoded."""
+    if name is None:
+        return param_error("Received a parameter name that is not valid UTF-8")
+    return param_error(f"Received value that is not valid UTF-8 for parameter {name[:64]}")
+
+
+def too_many_parameters(limit: int) -> ApiError:
+    """More parameters than `api.request.parameters.max`, counted before decoding: 431/9999."""
+    return param_error(f"Too many parameters in the request: at most {limit} are accepted")
+
+
+def body_too_large(limit: int) -> ApiError:
+    """A body longer than `api.request.body.max.bytes`: 413, a servlet-level refusal (no cserrorcode)."""
+    return ApiError(413, f"Request body larger than the limit of {limit} bytes", None)
 
 
 def unsupported(text: str) -> ApiError:

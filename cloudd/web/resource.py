@@ -23,17 +23,29 @@ from twisted.web.server import NOT_DONE_YET, Request
 import cloudd
 from cloudd.api.auth import Authenticator
 from cloudd.api.context import Caller
-from cloudd.api.errors import ApiError, param_error, unauthorized
+from cloudd.api.errors import (
+    ApiError,
+    bad_header,
+    param_error,
+    too_many_parameters,
+    unauthorized,
+    undecodable_parameter,
+    unknown_command,
+)
 from cloudd.api.service import Answer, ApiService
 from cloudd.db.base import NotFound
 from cloudd.web.render import XML_CONTENT_TYPE, render_json, render_xml
 from cloudd.web.wire import (
     DuplicateParameter,
+    UndecodableParameter,
+    count_pieces,
     first_control_char_param,
+    first_undecodable_header,
     merge_params,
     param_ci,
     parse_cookies,
     parse_pairs,
+    wants_json,
 )
 
 LOGIN_GET_TEXT = b"Please use HTTP POST to authenticate using this API"
@@ -42,6 +54,16 @@ SECURITY_HEADERS = (
     (b"X-XSS-Protection", b"1; mode=block"),
     (b"Content-Security-Policy", b"default-src 'none'; frame-ancestors 'none'"),
 )
+
+
+# Headers cloudd reads as text (besides the configured forwarded-for headers): a byte in them that
+# is not UTF-8 gets a 400 before anything else happens. Other headers are never decoded.
+HEADERS_READ = frozenset({b"content-type", b"cookie", b"host", b"origin", b"referer", b"sec-fetch-site"})
+
+
+def _peer(request: Request) -> str:
+    """The connected peer's address, for a log line (no forwarded-for header is believed here)."""
+    return str(getattr(request.getClientAddress(), "host", "") or "-")
 
 
 def _in_networks(address: str, networks: str) -> bool:
@@ -82,6 +104,7 @@ class ApiResource(Resource):
         self.api = api
         self.auth = auth
         self.integration_caller = integration_caller
+        self._header_names: tuple[str | None, frozenset[bytes]] = (None, HEADERS_READ)
 
     # --- twisted.web entry points ---------------------------------------------------------------
 
@@ -142,15 +165,34 @@ class ApiResource(Resource):
         query = uri.split(b"?", 1)[1] if b"?" in uri else b""
         body = b""
         if method == "POST" and self.integration_caller is None:
-            ctype = (request.getHeader("content-type") or "").lower()
-            if not ctype or ctype.startswith("application/x-www-form-urlencoded"):
+            ctype = (request.getHeader(b"content-type") or b"").lower()
+            if not ctype or ctype.startswith(b"application/x-www-form-urlencoded"):
                 body = request.content.read() if request.content is not None else b""
+        # Refusals before anything is decoded, authenticated or counted by the rate limiter: they
+        # cost a byte scan, and each writes one log line (never a value, which may be a secret).
+        settings = self.api.settings
+        header = first_undecodable_header(request.requestHeaders.getAllRawHeaders(), self._headers_read())
+        if header is not None:
+            self.log.warn("refused an API request from {peer}: its {header} header is not UTF-8",
+                          peer=_peer(request), header=header)
+            self._refuse(request, bad_header(header), wants_json(query, body))
+            return
+        limit = settings.int("api.request.parameters.max")
+        if count_pieces(query, body) > limit:
+            self.log.warn("refused an API request from {peer}: more than {limit} parameters",
+                          peer=_peer(request), limit=limit)
+            self._refuse(request, too_many_parameters(limit), wants_json(query, body))
+            return
         try:
-            params = merge_params(parse_pairs(query), parse_pairs(body))
+            params = merge_params(parse_pairs(query, strict=True), parse_pairs(body, strict=True))
         except DuplicateParameter as dup:
-            as_json = b"response=json" in (query + b"&" + body).lower()
-            err = param_error(f"Parameter {dup.name[:64]} was specified more than once")
-            self._write(request, Answer("errorresponse", err.body(), err.code), as_json)
+            self._refuse(request, param_error(f"Parameter {dup.name[:64]} was specified more than once"),
+                         wants_json(query, body))
+            return
+        except UndecodableParameter as undecodable:
+            self.log.warn("refused an API request from {peer}: a parameter {part} is not UTF-8",
+                          peer=_peer(request), part="name" if undecodable.name is None else "value")
+            self._refuse(request, undecodable_parameter(undecodable.name), wants_json(query, body))
             return
         as_json = (param_ci(params, "response") or "").lower() == "json"
         command = param_ci(params, "command")
@@ -193,6 +235,8 @@ class ApiResource(Resource):
                 raise ApiError(400, "no command specified", None)
             return caller
         cmd = self.api.registry.get(command) if command else None
+        if command and cmd is None:
+            raise unknown_command(command)
         if cmd is None or cmd.authenticator or not signed:
             raise unauthorized()
         return await self.auth.verify_signed(params)
@@ -270,28 +314,47 @@ class ApiResource(Resource):
                 b"Set-Cookie", f"{name}=; Path=/client; Max-Age=0; HttpOnly".encode("utf-8", "replace"))
         self._write(request, Answer("logoutresponse", {"description": "success"}), as_json)
 
+    def _headers_read(self) -> frozenset[bytes]:
+        """The (lower-case) names of the headers cloudd reads, which must be UTF-8: a fixed set plus
+        the configured forwarded-for headers (cached while the setting keeps its value)."""
+        proxy_names = self.api.settings.str("proxy.header.names")
+        if self._header_names[0] != proxy_names:
+            extra = {n.strip().lower().encode("latin-1", "replace") for n in proxy_names.split(",") if n.strip()}
+            self._header_names = (proxy_names, HEADERS_READ | extra)
+        return self._header_names[1]
+
     # --- output ---------------------------------------------------------------------------------
+
+    def _refuse(self, request: Request, err: ApiError, as_json: bool) -> None:
+        """Answer a request refused before its command is known: the `errorresponse` envelope."""
+        self._write(request, Answer("errorresponse", err.body(), err.code), as_json)
 
     def _write(self, request: Request, answer: Answer, as_json: bool) -> None:
         if request.finished or getattr(request, "_disconnected", False):
             return
-        if as_json:
-            data = render_json(answer.response_name, answer.body)
-            ctype = self.api.settings.str("json.content.type").encode()
-        else:
-            data = render_xml(answer.response_name, answer.body, cloudd.CLOUDSTACK_VERSION)
-            ctype = XML_CONTENT_TYPE
+        headers, data = encode_answer(answer, as_json, self.api.settings.str("json.content.type").encode())
         request.setResponseCode(answer.status)
-        request.setHeader(b"Content-Type", ctype)
-        for name, value in SECURITY_HEADERS:
+        for name, value in headers:
             request.setHeader(name, value)
-        if answer.status != 200:
-            text = str(answer.body.get("errortext", ""))
-            # a header value carries no control characters (an error text may echo some)
-            printable = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in text)
-            request.setHeader(b"X-Description", printable.encode()[:1024])
-        if answer.retry_after is not None:
-            request.setHeader(b"Retry-After", str(max(1, math.ceil(answer.retry_after))).encode())
-        request.setHeader(b"Content-Length", str(len(data)).encode())
         request.write(data)
         request.finish()
+
+
+def encode_answer(answer: Answer, as_json: bool, json_content_type: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The response headers and body of `answer` in the JSON or XML envelope (spec §3.1)."""
+    if as_json:
+        data = render_json(answer.response_name, answer.body)
+        ctype = json_content_type
+    else:
+        data = render_xml(answer.response_name, answer.body, cloudd.CLOUDSTACK_VERSION)
+        ctype = XML_CONTENT_TYPE
+    headers = [(b"Content-Type", ctype), *SECURITY_HEADERS]
+    if answer.status != 200:
+        text = str(answer.body.get("errortext", ""))
+        # a header value carries no control characters (an error text may echo some)
+        printable = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in text)
+        headers.append((b"X-Description", printable.encode()[:1024]))
+    if answer.retry_after is not None:
+        headers.append((b"Retry-After", str(max(1, math.ceil(answer.retry_after))).encode()))
+    headers.append((b"Content-Length", str(len(data)).encode()))
+    return headers, data

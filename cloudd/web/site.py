@@ -7,16 +7,42 @@ the request rate. `ApiSite` writes the same lines (the caller's formatter, e.g.
 `cloudd.web.accesslog.access_log_line`, decides what they contain) but gathers them into one log
 event per tenth of a second: each line keeps its own timestamp, no line waits longer than that,
 and the ones still gathered when the site stops are written then.
+
+The site also bounds what one request may make it hold. A body longer than the setting
+`api.request.body.max.bytes` is refused while it arrives: at once when its `Content-Length` says so
+(before twisted.web opens a buffer or a temporary file for it, and without a `100 Continue`), or as
+soon as a chunked body passes the limit. The refusal is a 413 in the API's error envelope, written
+straight away; then the connection is half-closed and what the client still sends is read and
+dropped for a short while (at most `LINGER_SECONDS` and `LINGER_BYTES`), so that the client reads
+the answer instead of a reset, before the connection is closed. twisted.web's own parsing of form
+and multipart bodies into `request.args` is turned off: the API resource reads the raw bytes itself,
+after counting the parameters (the API does not take multipart bodies, spec/api.md §1.2).
 """
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from typing import Any, cast
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python import log as legacy_log
-from twisted.web.server import Site
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+from twisted.web.server import Request, Site
 
-__all__ = ["ApiSite", "GatheredAccessLog"]
+from cloudd.api.errors import body_too_large
+from cloudd.api.service import Answer
+from cloudd.settings import Settings
+from cloudd.web.resource import encode_answer
+from cloudd.web.wire import wants_json
+
+__all__ = ["LINGER_BYTES", "LINGER_SECONDS", "ApiChannel", "ApiRequest", "ApiSite", "GatheredAccessLog"]
+
+# After a refused body, how long and how much more of it is read and dropped before the connection
+# is closed (Apache's lingering close, in miniature).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
 
 
 class GatheredAccessLog:
@@ -50,8 +76,122 @@ class GatheredAccessLog:
         self.flush()
 
 
+class ApiRequest(Request):
+    """A request that does not parse its body into `args` and counts the body as it arrives."""
+
+    def __init__(self, channel: HTTPChannel, queued: object = None) -> None:
+        super().__init__(channel, parsePOSTFormSubmission=False)
+        self.body_received = 0
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
+        channel = self.channel
+        if not isinstance(channel, ApiChannel):
+            super().handleContentChunk(data)
+            return
+        if channel.refused:
+            return
+        self.body_received += len(data)
+        if self.body_received > channel.body_limit():
+            channel.refuse_body()
+            return
+        super().handleContentChunk(data)
+
+
+class ApiChannel(HTTPChannel):
+    """An HTTP channel that refuses a request body over the site's limit while it arrives."""
+
+    log = Logger()
+    site: ApiSite
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = False
+        self._dropped = 0
+        self._linger: IDelayedCall | None = None
+
+    def body_limit(self) -> int:
+        return self.site.body_limit()
+
+    def allHeadersReceived(self) -> None:  # noqa: N802 (Twisted API)
+        # self.length is the Content-Length (None for a chunked body, 0 without a body)
+        if self.length is not None and self.length > self.body_limit():
+            self.refuse_body()
+            return
+        super().allHeadersReceived()
+
+    def allContentReceived(self) -> None:  # noqa: N802 (Twisted API)
+        if not self.refused:
+            super().allContentReceived()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
+        if not self.refused:
+            super().dataReceived(data)
+            return
+        self._dropped += len(data)
+        if self._dropped > LINGER_BYTES:
+            self._close()
+
+    def refuse_body(self) -> None:
+        """Answer 413 to the request whose body is arriving, then drop the rest and close."""
+        if self.refused:
+            return
+        self.refused = True
+        self.persistent = False
+        request = self.requests[-1]
+        request.method, request.uri, request.clientproto = self._command, self._path, self._version
+        transport = self.transport
+        assert transport is not None
+        limit = self.body_limit()
+        err = body_too_large(limit)
+        query = self._path.split(b"?", 1)[1] if b"?" in self._path else b""
+        headers, data = encode_answer(Answer("errorresponse", err.body(), err.code), wants_json(query),
+                                      self.site.json_content_type())
+        transport.write(b"".join([
+            b"HTTP/1.1 413 Request Entity Too Large\r\n",
+            *(name + b": " + value + b"\r\n" for name, value in headers),
+            b"Connection: close\r\n\r\n", data]))
+        request.code, request.sentLength = 413, len(data)
+        peer = getattr(transport.getPeer(), "host", "-")
+        self.log.warn("refused an API request body over {limit} bytes from {peer}", limit=limit, peer=peer)
+        self.site.log(request)
+        lose_write = getattr(transport, "loseWriteConnection", None)
+        if lose_write is None:
+            transport.loseConnection()
+            return
+        lose_write()
+        self._linger = self.callLater(LINGER_SECONDS, self._close)
+
+    def _close(self) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None
+        transport = self.transport
+        if transport is not None:
+            cast(ITCPTransport, transport).abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802 (Twisted API)
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None
+        super().connectionLost(reason)
+
+
 class ApiSite(Site):
-    """A `Site` whose access log goes to the process log in gathered events (see the module)."""
+    """A `Site` whose access log goes to the process log in gathered events, and that refuses bodies
+    over `api.request.body.max.bytes` (see the module)."""
+
+    protocol = ApiChannel  # type: ignore[assignment]
+    requestFactory = ApiRequest  # type: ignore[assignment]
+
+    def __init__(self, resource: Any, settings: Settings | None = None, **kwargs: Any) -> None:
+        super().__init__(resource, **kwargs)
+        self.settings = settings if settings is not None else Settings()
+
+    def body_limit(self) -> int:
+        return self.settings.int("api.request.body.max.bytes")
+
+    def json_content_type(self) -> bytes:
+        return self.settings.str("json.content.type").encode()
 
     def startFactory(self) -> None:  # noqa: N802 (Twisted API)
         super().startFactory()

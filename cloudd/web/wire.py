@@ -3,28 +3,35 @@
 This module owns turning the bytes of a query string, an
 ``application/x-www-form-urlencoded`` body and a ``Cookie`` header into ``str``
 mappings, plus the request-wide checks on the result: duplicate names and ASCII control
-characters in values. It is pure; nothing here raises on malformed input except
-:class:`DuplicateParameter`, which is a verdict on the request, not a parsing failure.
+characters in values, and the checks made before any decoding (how many parameters, whether
+the headers cloudd reads are UTF-8). It is pure; nothing here raises on malformed input except
+:class:`DuplicateParameter` and, when asked for strict decoding, :class:`UndecodableParameter`,
+which are verdicts on the request, not parsing failures.
 
 Decoding always uses UTF-8 (CloudStack re-decodes the query string as UTF-8 itself);
-invalid percent escapes are kept literally and invalid UTF-8 becomes U+FFFD.
+invalid percent escapes are kept literally; invalid UTF-8 becomes U+FFFD, or with
+``strict=True`` (what the API endpoint uses) refuses the request.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
 __all__ = [
     "CONTROL_CHARS",
     "DuplicateParameter",
+    "UndecodableParameter",
+    "count_pieces",
     "first_control_char_param",
+    "first_undecodable_header",
     "merge_params",
     "param_ci",
     "parse_cookies",
     "parse_pairs",
+    "wants_json",
 ]
 
 
@@ -40,27 +47,89 @@ class DuplicateParameter(ValueError):
         self.name = name
 
 
-def _form_decode(raw: bytes) -> str:
-    """Decode one form-encoded name or value: ``+`` is a space, then percent escapes."""
+class UndecodableParameter(ValueError):
+    """A parameter name or value is not UTF-8 once its percent escapes are decoded.
+
+    ``name`` is the decoded name when only the value is at fault, ``None`` when the name
+    itself is. The message never contains a value.
+    """
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__("parameter name is not UTF-8" if name is None else f"value of {name!r} is not UTF-8")
+        self.name = name
+
+
+def _form_bytes(raw: bytes) -> bytes:
+    """The bytes of one form-encoded name or value: ``+`` is a space, then percent escapes."""
     raw = raw.replace(b"+", b" ")
     if b"%" in raw:
         raw = unquote_to_bytes(raw)
-    return raw.decode("utf-8", errors="replace")
+    return raw
 
 
-def parse_pairs(raw: bytes) -> list[tuple[str, str]]:
+def parse_pairs(raw: bytes, *, strict: bool = False) -> list[tuple[str, str]]:
     """Split form-encoded *raw* (a query string or a body) into decoded pairs, in order.
 
     Pieces are separated by ``&`` and split on their first ``=``; a piece without ``=``
-    is a name with an empty value, and empty pieces are skipped. Never raises.
+    is a name with an empty value, and empty pieces are skipped. Bytes that are not UTF-8
+    become U+FFFD; with *strict* they raise :class:`UndecodableParameter` instead, and
+    nothing else raises.
     """
+    errors = "strict" if strict else "replace"
     pairs = []
     for piece in raw.split(b"&"):
         if not piece:
             continue
-        name, _, value = piece.partition(b"=")
-        pairs.append((_form_decode(name), _form_decode(value)))
+        name_bytes, _, value_bytes = piece.partition(b"=")
+        try:
+            name = _form_bytes(name_bytes).decode("utf-8", errors)
+        except UnicodeDecodeError:
+            raise UndecodableParameter(None) from None
+        try:
+            value = _form_bytes(value_bytes).decode("utf-8", errors)
+        except UnicodeDecodeError:
+            raise UndecodableParameter(name) from None
+        pairs.append((name, value))
     return pairs
+
+
+def count_pieces(*raws: bytes) -> int:
+    """An upper bound of the parameters in form-encoded *raws*, counted on the bytes alone.
+
+    Each non-empty *raw* has one piece more than it has ``&`` separators; nothing is decoded,
+    so a request with too many parameters is refused at the cost of a byte count.
+    """
+    return sum(raw.count(b"&") + 1 for raw in raws if raw)
+
+
+_RESPONSE_JSON_RE: Final = re.compile(rb"(?:^|&)response=json(?:&|$)", re.IGNORECASE)
+
+
+def wants_json(*raws: bytes) -> bool:
+    """Whether form-encoded *raws* carry ``response=json``, read without decoding them: the choice
+    of envelope for a request refused before its parameters are decoded."""
+    return any(_RESPONSE_JSON_RE.search(raw) is not None for raw in raws if raw)
+
+
+def first_undecodable_header(headers: Iterable[tuple[bytes, Sequence[bytes]]],
+                             names: Collection[bytes]) -> str | None:
+    """The first header of *headers* named in *names* (lower-case) whose value is not UTF-8.
+
+    *headers* are raw ``(name, values)`` pairs as twisted.web's ``getAllRawHeaders`` gives
+    them; the name is returned as received, decoded as Latin-1 (names are ASCII tokens).
+    Returns ``None`` when every header read is acceptable.
+    """
+    for name, values in headers:
+        if name.lower() not in names:
+            continue
+        for value in values:
+            if value.isascii():
+                continue
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return name.decode("latin-1")
+    return None
 
 
 def merge_params(query: list[tuple[str, str]], body: list[tuple[str, str]]) -> dict[str, str]:

@@ -118,7 +118,8 @@ class CsLibraryTests(DaemonCase):
             self.assert_api_error(caught.exception, 401, "listaccountsresponse", CREDENTIALS_FAILED, None)
         with self.assertRaises(CloudStackApiException) as caught:
             self.admin.listNoSuchThings()
-        self.assert_api_error(caught.exception, 401, "errorresponse", CREDENTIALS_FAILED, None)
+        self.assert_api_error(caught.exception, 401, "errorresponse", "The API [listNoSuchThings] may not exist or may "
+                              f"not be available to this account, or {CREDENTIALS_FAILED}", None)
         # version 3 without any expires (cs always adds one, so this request is built by hand)
         no_expiry = self.http(signed_v1("listAccounts", self.creds["apikey"], self.creds["secretkey"],
                                         signatureVersion="3"))
