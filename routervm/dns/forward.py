@@ -144,7 +144,7 @@ class Forwarder:
         self.timeout = timeout
         self.cache_entries = cache_entries
         self._sockets: list[list[_UpstreamSocket]] | None = None
-        self._ports: list[object] = []
+        self._ports: list[Any] = []
         self._pending: dict[Key, _Pending] = {}
         self._by_source: dict[str, int] = {}
         #: Clients waiting for an upstream answer now.
@@ -192,7 +192,7 @@ class Forwarder:
             self._finish(pending, _servfail(), cache=False)
         ports, self._ports, self._sockets = self._ports, [], None
         self._cache.clear()
-        stops = [defer.maybeDeferred(getattr(port, "stopListening")) for port in ports]
+        stops = [defer.maybeDeferred(port.stopListening) for port in ports]
         return defer.DeferredList(stops, consumeErrors=True).addCallback(lambda _: None)
 
     def pending_count(self) -> int:
