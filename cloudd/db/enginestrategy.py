@@ -2,7 +2,9 @@
 
 SQLite gets foreign keys and WAL (file databases) through connect listeners, and a static pool for
 in-memory databases so that every thread sees the same data. MySQL/MariaDB gets pre-ping and a
-recycle interval, plus the error codes that mean "retry this transaction".
+recycle interval, plus the error codes that mean "retry this transaction". `db_now()` is the
+database's own clock, in whole seconds since the epoch, for every age that several management
+servers compare (heartbeats, how long a job has run): their local clocks may disagree.
 """
 
 from __future__ import annotations
@@ -12,10 +14,34 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
-# MySQL error numbers after which the same transaction may simply be run again.
-MYSQL_RETRYABLE = frozenset({1205, 1213, 2006, 2013, 2014, 2045, 2055})
+# MySQL error numbers after which the same transaction may be run again: deadlock, lock wait timeout,
+# a connection lost, or none to be had (the server is restarting or the network is cut).
+MYSQL_RETRYABLE = frozenset({1205, 1213, 2002, 2003, 2006, 2013, 2014, 2045, 2055})
+# Seconds to wait for the server to accept a new connection before the attempt counts as failed.
+MYSQL_CONNECT_TIMEOUT = 10
+
+
+class db_now(FunctionElement[int]):  # noqa: N801 (used like an SQL function)
+    """The database server's current time in whole seconds since the epoch (UTC)."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(db_now)
+def _db_now_default(_element: db_now, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "CAST(strftime('%s', 'now') AS INTEGER)"
+
+
+@compiles(db_now, "mysql")
+def _db_now_mysql(_element: db_now, _compiler: SQLCompiler, **_kw: Any) -> str:
+    # UNIX_TIMESTAMP() is a DECIMAL with sub-seconds when the session's timestamp has them
+    return "CAST(UNIX_TIMESTAMP() AS SIGNED)"
 
 
 def expand_url(url: str, basedir: str) -> str:
@@ -59,7 +85,8 @@ def create_engine(url: str, basedir: str = ".") -> Engine:
 
         return engine
     if url.startswith("mysql"):
-        kwargs.update(pool_pre_ping=True, pool_recycle=3600, pool_size=10, max_overflow=10)
+        kwargs.update(pool_pre_ping=True, pool_recycle=3600, pool_size=10, max_overflow=10,
+                      connect_args={"connect_timeout": MYSQL_CONNECT_TIMEOUT})
         if "charset=" not in url:
             url += ("&" if "?" in url else "?") + "charset=utf8mb4"
         return sa.create_engine(url, **kwargs)

@@ -1,4 +1,8 @@
-"""Async jobs and the management-server processes that own them."""
+"""Async jobs and the management-server processes that own them.
+
+Heartbeats are written, and compared, with the database's clock (`db_now`): a management server
+whose local clock is wrong neither takes over a live peer's jobs nor misses a dead one's.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from cloudd.db.base import (
     insert_id,
     new_uuid,
 )
+from cloudd.db.enginestrategy import db_now
 
 J = model.async_jobs
 M = model.mshosts
@@ -164,24 +169,35 @@ class JobsComponent(DBComponent):
 
     # --- management-server processes ------------------------------------------------------------
 
+    def db_time(self) -> Deferred[int]:
+        """The database's clock, in seconds since the epoch."""
+
+        def thd(conn: Connection) -> int:
+            return int(conn.execute(sa.select(db_now())).scalar_one())
+
+        return self.pool.do(thd)
+
     def register_mshost(self, uuid: str, name: str, runid: str) -> Deferred[MsHost]:
         def thd(conn: Connection) -> MsHost:
             row = conn.execute(sa.select(M).where(M.c.uuid == uuid)).first()
-            now = self.now()
             if row is None:
                 mid = insert_id(conn.execute(M.insert().values(uuid=uuid, name=name, runid=runid, state="Up",
-                                                     last_heartbeat=now)))
+                                                     last_heartbeat=db_now())))
             else:
                 mid = row._mapping["id"]
                 conn.execute(M.update().where(M.c.id == mid).values(name=name, runid=runid, state="Up",
-                                                                    last_heartbeat=now))
+                                                                    last_heartbeat=db_now()))
             return MsHost(int(mid), uuid, name, runid)
 
         return self.pool.do(thd)
 
-    def heartbeat(self, msid: int) -> Deferred[None]:
-        def thd(conn: Connection) -> None:
-            conn.execute(M.update().where(M.c.id == msid).values(last_heartbeat=self.now(), state="Up"))
+    def heartbeat(self, msid: int) -> Deferred[int]:
+        """Record that this server is alive, at the database's time, which is returned."""
+
+        def thd(conn: Connection) -> int:
+            now = int(conn.execute(sa.select(db_now())).scalar_one())
+            conn.execute(M.update().where(M.c.id == msid).values(last_heartbeat=now, state="Up"))
+            return now
 
         return self.pool.do(thd)
 
@@ -191,23 +207,42 @@ class JobsComponent(DBComponent):
 
         return self.pool.do(thd)
 
-    def fail_orphans(self, own_msid: int, stale_before: int, text: str,
+    def fail_orphans(self, own_msid: int, threshold: int, text: str,
                      include_own: bool = True) -> Deferred[list[Job]]:
         """Fail every unfinished job owned by a dead process: an earlier run of this server (at start,
-        before this run owns any job, `include_own`), or a peer whose heartbeat is older than
-        `stale_before` or that is marked Down. Returns the jobs as they were before failing."""
+        before this run owns any job, `include_own`), or a peer whose last heartbeat is more than
+        `threshold` seconds old by the database's clock, or that is marked Down. Returns the jobs as
+        they were before failing."""
 
         def thd(conn: Connection) -> list[Job]:
+            stale_before = int(conn.execute(sa.select(db_now())).scalar_one()) - threshold
             peers_dead = sa.and_(M.c.id != own_msid,
                                  sa.or_(M.c.last_heartbeat < stale_before, M.c.state == "Down"))
             dead = sa.select(M.c.id).where(sa.or_(M.c.id == own_msid, peers_dead) if include_own else peers_dead)
             orphan_filter = sa.and_(J.c.status == PENDING, sa.or_(J.c.msid.in_(dead), J.c.msid.is_(None)))
             jobs = [_job(r._mapping) for r in conn.execute(_select().where(orphan_filter))]
             if jobs:
-                result = json.dumps({"errorcode": 530, "errortext": text}, ensure_ascii=False)
-                conn.execute(J.update().where(J.c.id.in_([j.id for j in jobs]), J.c.status == PENDING).values(
-                    status=FAILED, result_code=530, result=result, completed=self.now()))
+                _thd_fail(conn, [j.id for j in jobs], text, self.now())
             return jobs
 
         return self.pool.do(thd)
 
+    def fail_jobs(self, job_ids: list[int], text: str) -> Deferred[list[int]]:
+        """Fail those of `job_ids` that are still unfinished with 530 and `text`; returns their ids."""
+
+        def thd(conn: Connection) -> list[int]:
+            if not job_ids:
+                return []
+            pending = [int(i) for i in conn.execute(sa.select(J.c.id).where(
+                J.c.id.in_(job_ids), J.c.status == PENDING)).scalars()]
+            if pending:
+                _thd_fail(conn, pending, text, self.now())
+            return pending
+
+        return self.pool.do(thd)
+
+
+def _thd_fail(conn: Connection, job_ids: list[int], text: str, now: int) -> None:
+    result = json.dumps({"errorcode": 530, "errortext": text}, ensure_ascii=False)
+    conn.execute(J.update().where(J.c.id.in_(job_ids), J.c.status == PENDING).values(
+        status=FAILED, result_code=530, result=result, completed=now))

@@ -5,14 +5,28 @@ without secrets, and the job body receives the full set in memory. On start the 
 this management server, fails every job left unfinished by a dead process (an earlier run of this
 server, or a peer whose heartbeat stopped) with 530, and returns the resources those jobs held to
 a stable state through the recovery hooks of `cloudd.jobs.recovery`.
+
+Running, the runner heart-beats every `cluster.heartbeat.interval` and:
+
+* fails the jobs of peers whose heartbeat is older than `cluster.heartbeat.threshold`, by the
+  database's clock (never the local one, which may be wrong);
+* fences itself when it has not reached the database for longer than that threshold, as
+  CloudStack's cluster manager does: the peers now count it as dead and fail its jobs, so it starts
+  no job, cancels the bodies of the jobs it holds, and, once the database answers again, fails
+  those jobs (those a peer has not failed already) before it heart-beats and takes jobs again;
+* cancels a job that has held its sync object for longer than `job.cancel.threshold.minutes`
+  (CloudStack's "Job is cancelled as it has been blocking others for too long"), its age measured
+  on the database's clock from the moment it started.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredLock, gatherResults
@@ -20,8 +34,8 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from cloudd.api.context import CallContext
-from cloudd.api.errors import ApiError
-from cloudd.api.results import Prepared, job_result_of
+from cloudd.api.errors import ApiError, internal
+from cloudd.api.results import Prepared, Result, job_result_of
 from cloudd.api.service import ApiService, EventInfo
 from cloudd.db.jobs import FAILED, SUCCEEDED, Job
 from cloudd.jobs import recovery
@@ -31,8 +45,27 @@ if TYPE_CHECKING:
 
 RESTART_TEXT = "job cancelled because of management server restart or shutdown"
 PEER_TEXT = "job cancelled because its management server stopped heart-beating"
+FENCED_TEXT = "job cancelled because its management server lost its database connection"
+LOST_TEXT = "job cancelled because its result could not be stored while the database was unreachable"
+# CloudStack's text for a job failed by job.cancel.threshold.minutes
+CANCEL_TEXT = "Job is cancelled as it has been blocking others for too long"
+FENCED_REFUSAL = "this management server has lost its database connection and starts no job; retry on another one"
 # how often a job waiting behind another process's job on the same object looks again
 SYNC_POLL_SECONDS = 0.5
+
+
+@dataclass
+class HeldJob:
+    """A job this process has accepted and not yet finished in the database."""
+
+    job: Job
+    # the database's time when the body started, None while waiting for its object
+    started: int | None = None
+    body: Deferred[Result] | None = None
+    # why the runner ended it (fencing, the cancel threshold), None while it may run
+    reason: str | None = None
+    # its run ended but the database never recorded the end
+    finished: bool = False
 
 
 class JobRunner(MultiService):
@@ -46,21 +79,26 @@ class JobRunner(MultiService):
         self.mshost: MsHost | None = None
         self._locks: dict[str, DeferredLock] = {}
         self._running: set[Deferred[None]] = set()
+        self.held: dict[int, HeldJob] = {}
+        # True while this server has not reached the database for longer than the heartbeat threshold
+        self.fenced = False
+        # the injected clock's time of the last heartbeat the database took (a duration on one clock)
+        self.last_contact = 0.0
+        self._beating: Deferred[None] | None = None
         api.jobs = self
+
+    def _threshold(self) -> float:
+        return self.api.settings.int("cluster.heartbeat.threshold") / 1000.0
 
     async def prepare(self, runid: str) -> list[Job]:
         """Register this server and fail orphaned jobs; called before the API listens."""
         db = self.api.db
         self.mshost = await db.jobs.register_mshost(self.ms_uuid, self.ms_name, runid)
-        threshold = self.api.settings.int("cluster.heartbeat.threshold") / 1000.0
-        stale_before = int(self.api.clock.seconds() - threshold)
-        orphans = await db.jobs.fail_orphans(self.mshost.id, stale_before, RESTART_TEXT)
+        self.last_contact = self.api.clock.seconds()
+        orphans = await db.jobs.fail_orphans(self.mshost.id, int(self._threshold()), RESTART_TEXT)
         for job in orphans:
             self.log.warn("failed orphaned job {job} ({command})", job=job.uuid, command=job.command)
-            try:
-                await recovery.recover(self.api, job)
-            except Exception:
-                self.log.failure("while returning the resources of job {job} to a stable state", job=job.uuid)
+            await self._recover(job)
         interval = self.api.settings.int("cluster.heartbeat.interval") / 1000.0
         heartbeat = TimerService(max(interval, 0.1), self._heartbeat)
         heartbeat.clock = self.api.clock
@@ -72,23 +110,93 @@ class JobRunner(MultiService):
         gc.setServiceParent(self)
         return orphans
 
-    def _heartbeat(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._beat())
+    async def _recover(self, job: Job) -> None:
+        try:
+            await recovery.recover(self.api, job)
+        except Exception:
+            self.log.failure("while returning the resources of job {job} to a stable state", job=job.uuid)
+
+    def _heartbeat(self) -> None:
+        """One timer tick: fence when the database has been out of reach too long, and heart-beat
+        unless the previous heartbeat is still waiting for the database."""
+        silent = self.api.clock.seconds() - self.last_contact
+        if not self.fenced and silent > self._threshold():
+            self._fence(silent)
+        if self._beating is None:
+            d = self._beating = Deferred.fromCoroutine(self._beat())
+
+            def done(_: object) -> None:
+                self._beating = None
+
+            d.addBoth(done)
+
+    def _fence(self, silent: float) -> None:
+        self.fenced = True
+        self.log.error(
+            "no database contact for {silent:.0f}s (cluster.heartbeat.threshold {threshold:.0f}s): fenced; "
+            "peers take over this server's jobs, so it starts none and stops the {held} it holds, and fails "
+            "them when the database is back", silent=silent, threshold=self._threshold(), held=len(self.held))
+        for held in list(self.held.values()):
+            self._end(held, FENCED_TEXT)
+
+    @staticmethod
+    def _end(held: HeldJob, reason: str) -> None:
+        if held.reason is None:
+            held.reason = reason
+        if held.body is not None and not held.body.called:
+            held.body.cancel()
 
     async def _beat(self) -> None:
-        """Heart-beat, then fail the jobs of peers that stopped heart-beating (never raises)."""
+        """Heart-beat, then fail the jobs of peers that stopped heart-beating and cancel jobs past the
+        cancel threshold (never raises). A fenced server first fails the jobs it held."""
         assert self.mshost is not None
         try:
-            await self.api.db.jobs.heartbeat(self.mshost.id)
-            threshold = self.api.settings.int("cluster.heartbeat.threshold") / 1000.0
-            stale_before = int(self.api.clock.seconds() - threshold)
-            for job in await self.api.db.jobs.fail_orphans(self.mshost.id, stale_before, PEER_TEXT,
+            if self.fenced or any(h.finished for h in self.held.values()):
+                await self._fail_held()
+            db_now = await self.api.db.jobs.heartbeat(self.mshost.id)
+            self.last_contact = self.api.clock.seconds()
+            if self.fenced:
+                self.fenced = False
+                self.log.info("the database is reachable again: this server takes jobs again")
+            self._cancel_overdue(db_now)
+            for job in await self.api.db.jobs.fail_orphans(self.mshost.id, int(self._threshold()), PEER_TEXT,
                                                             include_own=False):
                 self.log.warn("failed job {job} ({command}) of a management server that stopped heart-beating",
                               job=job.uuid, command=job.command)
-                await recovery.recover(self.api, job)
+                await self._recover(job)
+        except sa.exc.DBAPIError as exc:
+            self.log.warn("heartbeat failed: the database is unreachable ({error})", error=type(exc.orig).__name__)
         except Exception:
             self.log.failure("heartbeat failed")
+
+    async def _fail_held(self) -> None:
+        """Fail, in the database, the jobs this server held when it fenced itself and those whose end
+        could not be stored; a job a peer has failed already is left as the peer left it."""
+        fenced = self.fenced
+        chosen = [h for h in self.held.values() if fenced or h.finished]
+        failed = set(await self.api.db.jobs.fail_jobs([h.job.id for h in chosen], FENCED_TEXT if fenced else LOST_TEXT))
+        for held in chosen:
+            if held.finished:
+                del self.held[held.job.id]
+            if held.job.id in failed:
+                self.log.warn("failed job {job} ({command}) that this server held while the database was "
+                              "unreachable", job=held.job.uuid, command=held.job.command)
+                await self._recover(held.job)
+            else:
+                self.log.info("job {job} ({command}) was already ended by another management server",
+                              job=held.job.uuid, command=held.job.command)
+
+    def _cancel_overdue(self, db_now: int) -> None:
+        minutes = self.api.settings.int("job.cancel.threshold.minutes")
+        if minutes <= 0:
+            return
+        for held in list(self.held.values()):
+            if (held.reason is None and held.started is not None and held.job.sync_object is not None
+                    and db_now - held.started > minutes * 60):
+                self.log.warn("cancelling job {job} ({command}): it has held {object} for more than "
+                              "job.cancel.threshold.minutes ({minutes})", job=held.job.uuid,
+                              command=held.job.command, object=held.job.sync_object, minutes=minutes)
+                self._end(held, CANCEL_TEXT)
 
     def _gc(self) -> Deferred[None]:
         cutoff = int(self.api.clock.seconds() - self.api.settings.int("job.expire.minutes") * 60)
@@ -101,11 +209,18 @@ class JobRunner(MultiService):
 
         return Deferred.fromCoroutine(clean())
 
+    def startService(self) -> None:  # noqa: N802 (Twisted API)
+        # the time without database contact counts from now (prepare may have run long before)
+        self.last_contact = self.api.clock.seconds()
+        super().startService()
+
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
         await super().stopService()
+        if self._beating is not None:
+            await self._beating
         if self._running:
             await gatherResults(list(self._running), consumeErrors=True)
         if self.mshost is not None:
@@ -120,6 +235,8 @@ class JobRunner(MultiService):
     async def submit(self, ctx: CallContext, prepared: Prepared) -> str:
         """Store the job, record its Scheduled event, start it; returns the job id."""
         assert self.mshost is not None and ctx.command.run is not None
+        if self.fenced:
+            raise internal(FENCED_REFUSAL)
         cmd = ctx.command
         caller = ctx.caller
         job = await self.api.db.jobs.create(
@@ -128,6 +245,7 @@ class JobRunner(MultiService):
             instance_type=prepared.instance_type, instance_uuid=prepared.instance_uuid,
             sync_object=prepared.sync_object, msid=self.mshost.id)
         ctx.job_uuid = job.uuid
+        self.held[job.id] = HeldJob(job)
         info = self._event_info(ctx, prepared, f"{cmd.name} is scheduled")
         start_id = await self.api.record_event(caller, cmd.event, "Scheduled", info) if cmd.event else None
         d = Deferred.fromCoroutine(self._run(ctx, prepared, job, start_id))
@@ -148,43 +266,71 @@ class JobRunner(MultiService):
                          prepared.state.get("resource_name"), owner)
 
     async def _run(self, ctx: CallContext, prepared: Prepared, job: Job, start_id: int | None) -> None:
-        cmd = ctx.command
-        assert cmd.run is not None
+        held = self.held[job.id]
         key = prepared.sync_object or f"job:{job.uuid}"
         lock = self._lock(key)
         await lock.acquire()
+        stored = False
         try:
-            if prepared.sync_object is not None:
-                # another management server may hold the same object: wait for its earlier jobs
-                while await self.api.db.jobs.waiting_behind(job.id, prepared.sync_object):
-                    await deferLater(self.api.clock, SYNC_POLL_SECONDS)
-            if cmd.event:
-                await self.api.record_event(ctx.caller, cmd.event, "Started",
-                                            self._event_info(ctx, prepared, f"{cmd.name} has started"),
-                                            start_id=start_id)
-            try:
-                result = await cmd.run(ctx, prepared)
-            except Exception as exc:
-                err = exc if isinstance(exc, ApiError) else None
-                if err is None:
-                    self.log.failure("job {job} ({command}) failed", job=job.uuid, command=cmd.name)
-                    err = self.api.translate(exc, None)
-                    err.text = str(exc) or err.text
-                body = {"errorcode": err.code, "errortext": err.text}
-                await self.api.db.jobs.complete(job.id, FAILED, err.code, json.dumps(body, ensure_ascii=False))
-                if cmd.event:
-                    info = self._event_info(ctx, prepared, f"Error while {cmd.name}: {err.text}")
-                    await self.api.record_event(ctx.caller, cmd.event, "Completed", info, level="ERROR",
-                                                start_id=start_id)
-                return
-            await self.api.db.jobs.complete(job.id, SUCCEEDED, 0,
-                                            json.dumps(job_result_of(result), ensure_ascii=False))
-            if cmd.event:
-                done = ctx.extras.get("event")
-                info = done if isinstance(done, EventInfo) else self._event_info(
-                    ctx, prepared, f"Successfully completed {cmd.name}")
-                await self.api.record_event(ctx.caller, cmd.event, "Completed", info, start_id=start_id)
+            stored = await self._run_held(ctx, prepared, held, start_id)
         finally:
+            if stored:
+                self.held.pop(job.id, None)
+            else:
+                # the end was not stored: the next heartbeat that reaches the database fails the job
+                held.finished = True
             lock.release()
             if not lock.locked and not lock.waiting:
                 self._locks.pop(key, None)
+
+    async def _run_held(self, ctx: CallContext, prepared: Prepared, held: HeldJob, start_id: int | None) -> bool:
+        """Run the job and store its end; False when it was ended (fenced) before it started."""
+        cmd = ctx.command
+        job = held.job
+        assert cmd.run is not None
+        if prepared.sync_object is not None:
+            # another management server may hold the same object: wait for its earlier jobs
+            while held.reason is None and await self.api.db.jobs.waiting_behind(job.id, prepared.sync_object):
+                await deferLater(self.api.clock, SYNC_POLL_SECONDS)
+        if held.reason is not None:
+            # fenced before it could start: failed when the database is back, by this server or a peer
+            return False
+        held.started = await self.api.db.jobs.db_time()
+        if cmd.event:
+            await self.api.record_event(ctx.caller, cmd.event, "Started",
+                                        self._event_info(ctx, prepared, f"{cmd.name} has started"),
+                                        start_id=start_id)
+        run = cmd.run
+
+        async def run_body() -> Result:
+            return await run(ctx, prepared)
+
+        try:
+            held.body = Deferred.fromCoroutine(run_body())
+            result = await held.body
+        except Exception as exc:
+            err = exc if isinstance(exc, ApiError) else None
+            if held.reason is not None:
+                err = internal(held.reason)
+            elif err is None:
+                self.log.failure("job {job} ({command}) failed", job=job.uuid, command=cmd.name)
+                err = self.api.translate(exc, None)
+                err.text = str(exc) or err.text
+            body = {"errorcode": err.code, "errortext": err.text}
+            ended = await self.api.db.jobs.complete(job.id, FAILED, err.code, json.dumps(body, ensure_ascii=False))
+            if ended and held.reason is not None:
+                # stopped in the middle: return what it held to a stable state, as after a crash
+                await self._recover(job)
+            if cmd.event:
+                info = self._event_info(ctx, prepared, f"Error while {cmd.name}: {err.text}")
+                await self.api.record_event(ctx.caller, cmd.event, "Completed", info, level="ERROR",
+                                            start_id=start_id)
+            return True
+        await self.api.db.jobs.complete(job.id, SUCCEEDED, 0,
+                                        json.dumps(job_result_of(result), ensure_ascii=False))
+        if cmd.event:
+            done = ctx.extras.get("event")
+            info = done if isinstance(done, EventInfo) else self._event_info(
+                ctx, prepared, f"Successfully completed {cmd.name}")
+            await self.api.record_event(ctx.caller, cmd.event, "Completed", info, start_id=start_id)
+        return True

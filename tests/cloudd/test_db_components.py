@@ -24,9 +24,9 @@ from cloudd.db.accounts import Account, User
 from cloudd.db.base import Conflict, NotFound, Page, Scope
 from cloudd.db.connector import DBConnector
 from cloudd.db.domains import Domain
+from cloudd.db.enginestrategy import db_now
 from cloudd.db.events import NewEvent
 from cloudd.db.jobs import FAILED, PENDING, SUCCEEDED, Job
-from cloudd.db.pool import DBThreadPool
 from tests.util.db import make_db, test_db_url, using_server_db, wipe
 from tests.util.reactor import FakeReactor
 
@@ -520,7 +520,9 @@ class SessionsTests(DBTestCase):
         self.reactor.advance(90)
         touched = self.ok(self.db.sessions.touch("sid"))
         assert touched is not None
-        self.assertEqual((touched.last_access, touched.session_key), (EPOCH + 90, "skey"))
+        self.assertEqual(touched.last_access, EPOCH + 90)
+        self.assertTrue(self.db.sessions.key_matches(touched, "skey"))
+        self.assertFalse(self.db.sessions.key_matches(touched, "skeY"))
         self.reactor.advance(100)
         self.assertIsNotNone(self.ok(self.db.sessions.touch("sid")))
         self.reactor.advance(101)
@@ -720,17 +722,21 @@ class JobsTests(DBTestCase):
         self.ok(self.db.jobs.get_by_uuid(new_done.uuid))
 
     def test_mshosts(self) -> None:
-        """Registering the same server uuid again reuses its row with the new run id."""
+        """Registering the same server uuid again reuses its row with the new run id; heartbeats carry the
+        database's time (in SQL), never the local clock's."""
         again = self.ok(self.db.jobs.register_mshost("ms-uuid", "host-1b", "run-2"))
         self.assertEqual((again.id, again.name, again.runid), (self.ms.id, "host-1b", "run-2"))
         peer = self.ok(self.db.jobs.register_mshost("peer", "host-2", "run-9"))
         self.assertNotEqual(peer.id, self.ms.id)
         self.reactor.advance(30)
-        self.ok(self.db.jobs.heartbeat(peer.id))
+        beat = self.ok(self.db.jobs.heartbeat(peer.id))
+        self.assertLessEqual(abs(beat - self.ok(self.db.jobs.db_time())), 2)
         self.ok(self.db.jobs.mark_down(self.ms.id))
         rows = self.sql(lambda conn: {r.uuid: (r.state, r.last_heartbeat) for r in conn.execute(
             sa.select(model.mshosts.c.uuid, model.mshosts.c.state, model.mshosts.c.last_heartbeat))})
-        self.assertEqual(rows, {"ms-uuid": ("Down", EPOCH), "peer": ("Up", EPOCH + 30)})
+        self.assertEqual(rows["peer"], ("Up", beat))
+        self.assertEqual(rows["ms-uuid"][0], "Down")
+        self.assertLessEqual(abs(rows["ms-uuid"][1] - beat), 2)
 
     def test_fail_orphans(self) -> None:
         """Pending jobs of this server, of a stale or Down peer, or of no server fail with 530; others stay."""
@@ -745,12 +751,15 @@ class JobsTests(DBTestCase):
         down_job = self._job(msid=down.id)
         live_job = self._job(msid=live.id)
         self.reactor.advance(200)
+        # 150 s without a heartbeat, by the database's clock
+        self.sql(lambda conn: conn.execute(model.mshosts.update().where(model.mshosts.c.id == stale.id).values(
+            last_heartbeat=db_now() - 150)).rowcount)
         self.ok(self.db.jobs.heartbeat(live.id))
         self.ok(self.db.jobs.heartbeat(down.id))
         self.sql(lambda conn: conn.execute(model.async_jobs.update().where(
             model.async_jobs.c.id == down_job.id).values(msid=None)).rowcount)
         text = 'cancelled "because" of restart'
-        failed = self.ok(self.db.jobs.fail_orphans(self.ms.id, EPOCH + 100, text))
+        failed = self.ok(self.db.jobs.fail_orphans(self.ms.id, 100, text))
         self.assertEqual(sorted(j.id for j in failed), sorted([own_job.id, stale_job.id, down_job.id]))
         self.assertTrue(all(j.status == PENDING for j in failed))
         import json
@@ -898,20 +907,25 @@ class PoolTests(DBTestCase):
         for orig in (_Retryable(1213, "Deadlock found"), Exception("database is locked")):
             self.ok(self.db.configuration.reset("try1"))
             calls, thd = self._flaky(1, self._operational(orig))
-            self.assertEqual(self.ok(self.db.pool.do(thd)), "done")
+            d = self.db.pool.do(thd)
+            self.assertEqual(len(calls), 1)
+            self.reactor.advance(self.db.pool.backoff_start)
+            self.assertEqual(self.ok(d), "done")
             self.assertEqual(len(calls), 2)
             # the failed attempt was rolled back
             self.assertEqual(set(self.ok(self.db.configuration.all())), {"try2"})
             self.ok(self.db.configuration.reset("try2"))
 
     def test_other_errors_not_retried(self) -> None:
-        """A non-retryable error fails at once; a retryable one fails after max_retries more attempts."""
+        """A non-retryable error fails at once; a retryable one fails once its backoff is spent."""
         calls, thd = self._flaky(10, self._operational(_Retryable(1054, "Unknown column")))
         self.fails(self.db.pool.do(thd), sa.exc.OperationalError)
         self.assertEqual(len(calls), 1)
         calls, thd = self._flaky(100, self._operational(_Retryable(1205, "Lock wait timeout")))
-        self.fails(self.db.pool.do(thd), sa.exc.OperationalError)
-        self.assertEqual(len(calls), DBThreadPool.max_retries + 1)
+        d = self.db.pool.do(thd)
+        self.reactor.pump(self.db.pool.backoff())
+        self.fails(d, sa.exc.OperationalError)
+        self.assertEqual(len(calls), len(self.db.pool.backoff()) + 1)
         calls, thd = self._flaky(1, ValueError("bug"))
         self.fails(self.db.pool.do(thd), ValueError)
         self.assertEqual(len(calls), 1)

@@ -25,7 +25,7 @@ from cloudd.api.registry import ALL, Param, command
 from cloudd.api.results import ObjectResult, Prepared, Result
 from cloudd.db import model
 from cloudd.db.base import Scope
-from cloudd.db.enginestrategy import create_engine
+from cloudd.db.enginestrategy import create_engine, db_now
 from cloudd.db.jobs import PENDING, SUCCEEDED, Job
 from cloudd.jobs import recovery
 from cloudd.jobs.runner import PEER_TEXT, RESTART_TEXT, SYNC_POLL_SECONDS, JobRunner
@@ -106,6 +106,11 @@ class JobTestCase(SynchronousTestCase):
             cmd=WAIT_CMD, cmd_info="{}", instance_type="TestObject", instance_uuid=instance_uuid,
             sync_object=f"Test:{instance_uuid}", msid=msid))
         return job.uuid
+
+    def age_heartbeat(self, msid: int, seconds: int) -> None:
+        """Make a server's last heartbeat `seconds` old by the database's clock (the only one that counts)."""
+        self.cloud.db.pool.do_sync(lambda conn: conn.execute(model.mshosts.update().where(
+            model.mshosts.c.id == msid).values(last_heartbeat=db_now() - seconds)).rowcount)
 
     def events(self, type: str) -> list[tuple[str, str, str, bool]]:
         """(state, level, description, has parent) of every event of `type`, oldest first."""
@@ -267,11 +272,11 @@ class RecoveryTests(JobTestCase):
 
     def test_own_and_dead_peer_jobs_failed(self) -> None:
         """Own jobs from an earlier run and a stale peer's jobs fail with 530; a live peer's job is left alone."""
-        threshold = self.cloud.api.settings.int("cluster.heartbeat.threshold") / 1000
+        threshold = self.cloud.api.settings.int("cluster.heartbeat.threshold") // 1000
         own = self.cloud.jobs.mshost
         assert own is not None
         dead = self.successResultOf(self.cloud.db.jobs.register_mshost("peer-dead", "h2", "r"))
-        self.cloud.reactor.advance(threshold + 1)
+        self.age_heartbeat(dead.id, threshold + 5)
         live = self.successResultOf(self.cloud.db.jobs.register_mshost("peer-live", "h3", "r"))
         own_job = self.job_row(own.id, "o")
         dead_job = self.job_row(dead.id, "d")
@@ -311,10 +316,10 @@ class RecoveryTests(JobTestCase):
 
     def test_peer_just_inside_threshold_kept(self) -> None:
         """A peer whose last heartbeat is younger than the threshold keeps its jobs."""
-        threshold = self.cloud.api.settings.int("cluster.heartbeat.threshold") / 1000
+        threshold = self.cloud.api.settings.int("cluster.heartbeat.threshold") // 1000
         peer = self.successResultOf(self.cloud.db.jobs.register_mshost("peer", "h2", "r"))
         job = self.job_row(peer.id)
-        self.cloud.reactor.advance(threshold - 1)
+        self.age_heartbeat(peer.id, threshold - 5)
         self.assertEqual(self.restart(), [])
         self.assertEqual(self.query(job)["jobstatus"], 0)
 
@@ -360,9 +365,9 @@ class ClusterTests(JobTestCase):
         peer_job = self.job_row(peer.id, "p")
         self.cloud.reactor.advance(60)
         self.assertEqual(self.query(peer_job)["jobstatus"], 0)
-        threshold = self.cloud.api.settings.int("cluster.heartbeat.threshold") / 1000
-        for _ in range(int(threshold / 1.5) + 2):
-            self.cloud.reactor.advance(1.5)
+        threshold = self.cloud.api.settings.int("cluster.heartbeat.threshold") // 1000
+        self.age_heartbeat(peer.id, threshold + 5)
+        self.cloud.reactor.advance(1.5)
         out = self.query(peer_job)
         self.assertEqual((out["jobstatus"], out["jobresultcode"]), (2, 530))
         self.assertEqual(out["jobresult"]["errortext"], PEER_TEXT)
@@ -398,25 +403,40 @@ class RunnerServiceTests(JobTestCase):
         self.cloud.jobs.startService()
         self.addCleanup(lambda: self.cloud.jobs.running and self.cloud.jobs.stopService())
 
+    def db_time(self) -> int:
+        return int(self.successResultOf(self.cloud.db.jobs.db_time()))
+
+    def set_heartbeat(self, value: int) -> None:
+        assert self.cloud.jobs.mshost is not None
+        msid = self.cloud.jobs.mshost.id
+        self.cloud.db.pool.do_sync(lambda conn: conn.execute(model.mshosts.update().where(
+            model.mshosts.c.id == msid).values(last_heartbeat=value)).rowcount)
+
     def test_heartbeat(self) -> None:
-        """Running, the server heart-beats every cluster.heartbeat.interval on the injected clock."""
+        """Running, the server heart-beats every cluster.heartbeat.interval of the injected clock, and
+        stores the database's time, not its own (the fake clock is more than a year behind it)."""
         self.start()
-        self.assertEqual(self.mshost(), ("Up", EPOCH))
-        self.cloud.reactor.advance(1.5)
-        self.assertEqual(self.mshost(), ("Up", EPOCH + 1))
-        self.cloud.reactor.advance(30)
-        self.assertEqual(self.mshost()[1], int(self.cloud.reactor.seconds()))
+        self.set_heartbeat(0)
+        self.cloud.reactor.advance(1.4)
+        self.assertEqual(self.mshost(), ("Up", 0))
+        self.cloud.reactor.advance(0.1)
+        state, beat = self.mshost()
+        self.assertEqual(state, "Up")
+        self.assertLessEqual(abs(beat - self.db_time()), 2)
+        self.assertGreater(beat, EPOCH + 3600 * 24 * 365)
 
     def test_heartbeat_survives_a_failure(self) -> None:
         """A failed heartbeat is logged and the next one still runs (the timer loop does not end)."""
         self.start()
         jobs_db = self.cloud.db.jobs
         jobs_db.heartbeat = lambda msid: fail(ConnectionError("db away"))  # type: ignore[method-assign]
+        self.set_heartbeat(0)
         self.cloud.reactor.advance(1.5)
         self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
+        self.assertEqual(self.mshost()[1], 0)
         del jobs_db.heartbeat
         self.cloud.reactor.advance(1.5)
-        self.assertEqual(self.mshost()[1], EPOCH + 3)
+        self.assertLessEqual(abs(self.mshost()[1] - self.db_time()), 2)
 
     def test_gc(self) -> None:
         """Finished jobs older than job.expire.minutes and idle sessions are removed; pending jobs stay."""
@@ -425,6 +445,8 @@ class RunnerServiceTests(JobTestCase):
         self.gates.open("g1")
         pending = self.submit("b", "g2")
         self.successResultOf(self.cloud.db.sessions.create("sid", "key", user.id, 60))
+        # one leap of a day without heartbeats would fence this server (see test_fencing)
+        self.cloud.api.settings.set("cluster.heartbeat.threshold", str(2 * 86400 * 1000))
         self.start()
         self.cloud.reactor.advance(1440 * 60 + 61)
         self.assertEqual(self.call("queryAsyncJobResult", jobid=done).status, 431)
