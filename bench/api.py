@@ -1,29 +1,35 @@
 """Benchmark of the query API: signed listCapabilities and a 500-user page of listUsers.
 
-Run from a clone after ``pip install .[test]``::
+Run from a clone (``make bench``, or ``scripts/deps --test`` then)::
 
-    python bench/api.py [--duration 5] [--runs 3] [--connections 10]
+    .venv/bin/python bench/api.py [--duration 5] [--runs 5] [--connections 10]
 
 It starts the real daemon (``twistd -n cloudd``) as a child process on a temporary base directory
 (SQLite) on a free loopback port, seeds users directly into its database so that the admin's
-``listUsers listall=true`` sees exactly ``--users`` (10,000) of them, and runs beside it a bare
-twisted.web resource that answers a constant JSON body of the same size as the listCapabilities
-answer (its own process, same reactor type, same core). Both servers are pinned to one core and
-the load generator to another; each throughput figure is the median of ``--runs`` runs, the
-measurements of each run interleaved so that the ratio compares like with like on a noisy machine.
+``listUsers listall=true`` sees exactly ``--users`` (10,000) of them, and runs beside it the
+reference: a bare twisted.web resource that answers a constant JSON body of the same size as the
+listCapabilities answer, also under ``twistd -n`` (its own process, same reactor, same core, a
+log file of its own) and with the same access-log treatment as cloudd: cloudd's access-log line
+(`cloudd.web.accesslog.access_log_line`) gathered into one log event per tenth of a second
+(`cloudd.web.site.GatheredAccessLog`). When ``CLOUDD_TEST_DB_URL`` names a MariaDB/MySQL database,
+the whole measurement is repeated on a second daemon using that database (its tables are dropped
+first).
 
-It prints, for each of signed listCapabilities and signed listUsers (page 1, pagesize 500,
-listall=true): requests per second, the bare resource's rate in the same run and the ratio (the
-median of the per-run ratios), and for listUsers the median and p90 latency of sequential requests
-over one keep-alive connection. It also prints the server's CPU time per request (all its threads,
-from /proc), which other load on a shared machine disturbs much less than the rates.
-Targets (the issue): listCapabilities at least 40 % of the bare resource's rate; listUsers median
-latency under 50 ms.
+Both servers are pinned to one core and the load generator to another. Each of the ``--runs``
+rounds (at least five) measures the reference and cloudd back to back, in alternating order (the
+reference first in odd rounds, cloudd first in even ones), so a drift in the machine's load
+favours neither. For each subject it prints (bench/measure.py) the rate and the server's CPU time
+per request (all its threads, from /proc/<pid>/stat), each as the median with the min-max spread,
+and the ratios to the reference (median of the per-round ratios); a rate capped by the load
+generator (its CPU near a full core) is flagged. For listUsers it also prints the median and p90
+latency of sequential requests over one keep-alive connection.
+Targets (the issue): signed listCapabilities at least 0.40x the bare resource by CPU per request;
+listUsers median latency under 50 ms.
 
 The load generator is ``wrk``. When it is missing and the script runs as root it installs it with
 ``apt-get install -y wrk`` (the only thing it ever installs); otherwise, or with ``--python-load``,
 it uses a small asyncio keep-alive load generator, which is slower than wrk and so understates
-both rates (the ratio stays meaningful).
+both rates (the CPU per request stays meaningful).
 
 Exit status: 0 whether or not the targets are met (this is a bench, not a test); non-zero only when
 the setup fails (a server does not start, an answer is wrong, the seeding fails). Every process it
@@ -57,25 +63,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from bench.measure import MIN_ROUNDS, LoadRun, Sample, Series, ServerCpu, rounds_note, run_load  # noqa: E402
 from cloudd.web.signing import sign  # noqa: E402
-from tests.util.daemon import CloudDaemon, free_port  # noqa: E402
+from tests.util.daemon import CloudDaemon, TwistdProcess, twistd_argv, twistd_env  # noqa: E402
+from tests.util.db import ENV as DB_URL_ENV  # noqa: E402
+from tests.util.db import wipe  # noqa: E402
 
-CAPABILITIES_TARGET = 0.40  # of the bare resource's rate
+CAPABILITIES_TARGET = 0.40  # of the bare resource, by CPU per request
 LIST_USERS_MEDIAN_TARGET_MS = 50.0
 
-# The reference: a leaf resource answering a constant body, nothing else. The reactor is the one the
-# daemon logged ("reactor class: ..."), installed the way twistd does.
-REFERENCE_SERVER = r"""
-import sys
-from twisted.application.reactors import installReactor
-port, body_path, reactor_name = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-if reactor_name:
-    installReactor(reactor_name)
-from twisted.internet import reactor
+# The reference: a leaf resource answering a constant body, nothing else, under `twistd -n -y` (the
+# reactor the daemon logged, twistd's own log file), with cloudd's access-log line gathered as
+# cloudd's ApiSite gathers it.
+REFERENCE_TAC = r"""
+import os
+
+from twisted.application import internet, service
 from twisted.web.resource import Resource
 from twisted.web.server import Site
+from twisted.python import log as legacy_log
 
-with open(body_path, "rb") as f:
+from cloudd.web.accesslog import access_log_line
+from cloudd.web.site import GatheredAccessLog
+
+with open(os.environ["BENCH_BODY"], "rb") as f:
     BODY = f.read()
 
 
@@ -87,8 +98,16 @@ class Bare(Resource):
         return BODY
 
 
-reactor.listenTCP(port, Site(Bare()), interface="127.0.0.1")
-reactor.run()
+class GatheredLogSite(Site):
+    def startFactory(self):
+        super().startFactory()
+        if self._logFile is legacy_log.logfile:
+            self._logFile = GatheredAccessLog(self.reactor)
+
+
+application = service.Application("bare")
+internet.TCPServer(int(os.environ["BENCH_PORT"]), GatheredLogSite(Bare(), logFormatter=access_log_line),
+                   interface="127.0.0.1").setServiceParent(application)
 """
 
 # short reactor names twistd accepts, by the class it logs
@@ -121,47 +140,40 @@ def pinned(cpu: int | None) -> Iterator[None]:
 # --- the servers ---------------------------------------------------------------------------------
 
 
-class ReferenceServer:
-    """The bare twisted.web resource in its own process."""
+class ReferenceServer(TwistdProcess):
+    """The bare twisted.web resource under `twistd -n -y` in its own process."""
 
     def __init__(self, workdir: str, body: bytes, reactor_name: str) -> None:
-        self.port = free_port()
-        self.body_path = os.path.join(workdir, "reference-body.json")
+        super().__init__("reference", os.path.join(workdir, "reference"))
+        os.makedirs(self.basedir, exist_ok=True)
+        self.body_path = os.path.join(self.basedir, "body.json")
         with open(self.body_path, "wb") as f:
             f.write(body)
+        self.tac = os.path.join(self.basedir, "reference.tac")
+        with open(self.tac, "w") as f:
+            f.write(REFERENCE_TAC)
         self.reactor_name = reactor_name
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {"BENCH_BODY": self.body_path, "BENCH_PORT": str(self.port)}
 
     @property
-    def url(self) -> str:
+    def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/client/api?command=listCapabilities&response=json"
 
-    def start(self, timeout: float = 30) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", REFERENCE_SERVER, str(self.port), self.body_path,
-                                      self.reactor_name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def start(self, timeout: float = 60) -> None:
+        reactor = ["-r", self.reactor_name] if self.reactor_name else []
+        argv = twistd_argv("-n", "--pidfile=", "--logfile", self.log_path, *reactor, "-y", self.tac)
+        self.proc = subprocess.Popen(argv, cwd=self.basedir, env=twistd_env(self.env), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise SetupError(f"the reference server exited with {self.proc.returncode}:\n{err}")
+                raise SetupError(f"the reference server exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
             except OSError:
                 pause(0.05)
         raise SetupError("the reference server did not start listening")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 def daemon_reactor(daemon: CloudDaemon, timeout: float = 10) -> str:
@@ -175,11 +187,11 @@ def daemon_reactor(daemon: CloudDaemon, timeout: float = 10) -> str:
     return ""
 
 
-def seed_users(daemon: CloudDaemon, wanted: int) -> int:
+def seed_users(db_url: str, wanted: int) -> int:
     """Add users to a new account `bench` until the daemon's database holds `wanted` live users.
 
-    Written directly into the SQLite file (WAL lets the running daemon go on), in one transaction,
-    with one precomputed password hash. Returns the number of users added.
+    Written directly into the database (on SQLite, WAL lets the running daemon go on), in one
+    transaction, with one precomputed password hash. Returns the number of users added.
     """
     import sqlalchemy as sa
 
@@ -192,7 +204,7 @@ def seed_users(daemon: CloudDaemon, wanted: int) -> int:
         def seconds(self) -> float:
             return time.time()  # noqa: TID251 (a bench's own wall clock for `created`)
 
-    engine = create_engine(f"sqlite:///{daemon.basedir}/cloudd.sqlite")
+    engine = create_engine(db_url)
     accounts = AccountsComponent(None, Clock())  # type: ignore[arg-type]  # thd_* methods need no pool
     pw_hash = hash_password("bench-password", iterations=1000)
     try:
@@ -283,29 +295,21 @@ def sequential_latency(url: str, count: int, warmup: int = 5) -> Latency:
 # --- load generators -----------------------------------------------------------------------------
 
 
+def measured(load: Wrk | PythonLoad, url: str, pid: int) -> Sample:
+    """One load run against `url`, with the CPU time the server (process `pid`) and the load tool spent."""
+    with ServerCpu(pid) as server:
+        result = load.run(url)
+    if result.errors:
+        raise SetupError(f"{result.errors} requests to {url.split('?')[0]} failed under load (non-2xx or socket errors)")
+    return Sample(result.requests, result.seconds, server.seconds, result.load_cpu)
+
+
 @dataclass
 class LoadResult:
-    rps: float
     requests: int
+    seconds: float
     errors: int  # non-2xx answers plus socket errors
-    cpu_us: float = float("nan")  # server CPU time (all threads) per request, microseconds
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process and all its threads so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def measured(load: Wrk | PythonLoad, url: str, pid: int) -> LoadResult:
-    """One load run against `url`, with the CPU time the server (process `pid`) spent per request."""
-    before = process_cpu_seconds(pid)
-    result = load.run(url)
-    spent = process_cpu_seconds(pid) - before
-    if result.requests:
-        result.cpu_us = spent / result.requests * 1e6
-    return result
+    load_cpu: float | None  # the load generator's CPU seconds
 
 
 def ensure_wrk() -> str | None:
@@ -336,11 +340,11 @@ class Wrk:
                 url]
         if self.cpu is not None and shutil.which("taskset"):
             argv = ["taskset", "-c", str(self.cpu), *argv]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=self.duration + 60, check=False)
+        out: LoadRun = run_load(argv, timeout=self.duration + 60)
         m = re.search(r"Requests/sec:\s*([\d.]+)", out.stdout)
-        if out.returncode != 0 or m is None:
-            raise SetupError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
         total = re.search(r"(\d+) requests in", out.stdout)
+        if out.returncode != 0 or m is None or total is None:
+            raise SetupError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
         errors = 0
         bad = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out.stdout)
         if bad:
@@ -348,7 +352,9 @@ class Wrk:
         sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out.stdout)
         if sock:
             errors += sum(int(g) for g in sock.groups())
-        return LoadResult(float(m.group(1)), int(total.group(1)) if total else 0, errors)
+        requests, rps = int(total.group(1)), float(m.group(1))
+        # the duration wrk measured itself, so that the rate is wrk's own figure
+        return LoadResult(requests, requests / rps if rps else float("nan"), errors, out.cpu)
 
 
 class PythonLoad:
@@ -360,8 +366,10 @@ class PythonLoad:
         self.duration = duration
 
     def run(self, url: str) -> LoadResult:
-        with pinned(self.cpu):
-            return asyncio.run(self._run(url))
+        with pinned(self.cpu), ServerCpu(os.getpid()) as own:
+            result = asyncio.run(self._run(url))
+        result.load_cpu = own.seconds
+        return result
 
     async def _run(self, url: str) -> LoadResult:
         parts = urllib.parse.urlsplit(url)
@@ -384,20 +392,17 @@ class PythonLoad:
 
         started = time.monotonic()
         await asyncio.gather(*(one() for _ in range(self.connections)))
-        return LoadResult(done[0] / (time.monotonic() - started), done[0] + done[1], done[1])
+        return LoadResult(done[0] + done[1], time.monotonic() - started, done[1], None)
 
 
 # --- the bench -----------------------------------------------------------------------------------
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0] if __doc__ else None)
     p.add_argument("--duration", type=float, default=5.0, help="seconds of each load run (default 5)")
-    p.add_argument("--runs", type=int, default=3, help="repetitions; medians are reported (default 3)")
+    p.add_argument("--runs", type=int, default=MIN_ROUNDS,
+                   help=f"rounds; medians and spreads are reported (default and minimum for figures: {MIN_ROUNDS})")
     p.add_argument("--connections", type=int, default=10, help="concurrent keep-alive connections (default 10)")
     p.add_argument("--users", type=int, default=10_000, help="users listUsers sees in total (default 10000)")
     p.add_argument("--latency-requests", type=int, default=100,
@@ -406,36 +411,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--client-cpu", type=int, default=1,
                    help="core of the load generator (default 1; -1: no pinning)")
     p.add_argument("--python-load", action="store_true", help="use the Python load generator even if wrk exists")
+    p.add_argument("--db-url", default=os.environ.get(DB_URL_ENV, ""),
+                   help=f"also measure on this MariaDB/MySQL database, whose tables are dropped first "
+                        f"(default ${DB_URL_ENV} when it names a server)")
     p.add_argument("--keep", action="store_true", help="keep the temporary base directory (its twistd.log)")
     args = p.parse_args(argv)
     if args.users < 500:
         p.error("--users must be at least 500 (the page size)")
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    if args.db_url.startswith("sqlite"):
+        args.db_url = ""
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    cpus = os.sched_getaffinity(0)
-    server_cpu = args.server_cpu if args.server_cpu >= 0 and args.server_cpu in cpus else None
-    client_cpu = args.client_cpu if args.client_cpu >= 0 and args.client_cpu in cpus else None
-    workdir = tempfile.mkdtemp(prefix="cloudd-bench-api-")
-    daemon = CloudDaemon(os.path.join(workdir, "cloudd"))
+@dataclass
+class Outcome:
+    database: str
+    cpu_ratio: float
+    latency_ms: float
+
+
+def bench_database(database: str, db_url: str, args: argparse.Namespace, load: Wrk | PythonLoad,
+                   server_cpu: int | None, client_cpu: int | None, workdir: str) -> Outcome:
+    """Every measurement on one cloudd daemon (SQLite when `db_url` is empty) beside its own reference."""
+    basedir = os.path.join(workdir, f"cloudd-{database.lower()}")
+    if db_url:
+        wipe(db_url)
+    daemon = CloudDaemon(basedir, db_url=db_url or None, extra_args=["--upgrade-db"] if db_url else [])
     reference: ReferenceServer | None = None
     try:
-        wrk = None if args.python_load else ensure_wrk()
-        load: Wrk | PythonLoad = (Wrk(wrk, client_cpu, args.connections, args.duration) if wrk
-                                  else PythonLoad(client_cpu, args.connections, args.duration))
-        print(f"load generator: {'wrk' if wrk else 'python (asyncio)'}, {args.connections} connections, "
-              f"{args.duration:g} s x {args.runs} runs; servers on cpu {server_cpu}, client on cpu {client_cpu}",
-              flush=True)
-
         with pinned(server_cpu):
             daemon.start()
         creds = daemon.credentials()
         reactor_name = daemon_reactor(daemon)
-        added = seed_users(daemon, args.users)
-        print(f"cloudd on port {daemon.port} (reactor {reactor_name or 'default'}); seeded {added} users",
-              flush=True)
+        added = seed_users(db_url or f"sqlite:///{basedir}/cloudd.sqlite", args.users)
+        print(f"[{database}] cloudd on port {daemon.port} (reactor {reactor_name or 'default'}); "
+              f"seeded {added} users", flush=True)
 
         def urls() -> tuple[str, str]:
             caps = signed_url(daemon.endpoint, creds["apikey"], creds["secretkey"], "listCapabilities")
@@ -460,70 +472,87 @@ def main(argv: list[str] | None = None) -> int:
         with pinned(server_cpu):
             reference = ReferenceServer(workdir, caps_body, reactor_name)
             reference.start()
-        status, ref_body = fetch(reference.url)
+        status, ref_body = fetch(reference.endpoint)
         if status != 200 or ref_body != caps_body:
             raise SetupError(f"the reference server answered HTTP {status}")
-        print(f"bodies: listCapabilities {len(caps_body)} bytes (reference the same), "
-              f"listUsers {len(users_body)} bytes", flush=True)
+        print(f"[{database}] bodies: listCapabilities {len(caps_body)} bytes (reference the same), "
+              f"listUsers {len(users_body)} bytes; both servers log each request, gathered", flush=True)
 
-        # warm-up: imports, caches, SQLite pages
-        for url in (reference.url, caps_url, users_url):
+        # warm-up: imports, caches, database pages
+        for url in (reference.endpoint, caps_url, users_url):
             for _ in range(20):
                 fetch(url)
 
         assert daemon.proc is not None and reference.proc is not None
         ref_pid, cloudd_pid = reference.proc.pid, daemon.proc.pid
-        runs: list[tuple[LoadResult, LoadResult, LoadResult]] = []
+        bare = Series("bare twisted.web resource")
+        caps = Series("signed listCapabilities")
+        users = Series(f"signed listUsers 500 of {args.users}")
         for run in range(args.runs):
             caps_url, users_url = urls()  # fresh expiry windows on long runs
-            bare_r = measured(load, reference.url, ref_pid)
-            caps_r = measured(load, caps_url, cloudd_pid)
-            users_r = measured(load, users_url, cloudd_pid)
-            runs.append((bare_r, caps_r, users_r))
-            print(f"  run {run + 1}: bare {bare_r.rps:7.0f} req/s ({bare_r.cpu_us:4.0f} us cpu/req)   "
-                  f"listCapabilities {caps_r.rps:7.0f} req/s ({caps_r.cpu_us:4.0f} us)   "
-                  f"listUsers {users_r.rps:6.1f} req/s ({users_r.cpu_us / 1000:5.1f} ms)", flush=True)
-        errors = sum(r.errors for triple in runs for r in triple)
-        if errors:
-            raise SetupError(f"{errors} requests failed under load (non-2xx or socket errors)")
+            # alternating order: the reference first in odd rounds, cloudd first in even ones
+            for who in ("bare", "cloudd") if run % 2 == 0 else ("cloudd", "bare"):
+                if who == "bare":
+                    bare.add(measured(load, reference.endpoint, ref_pid))
+                else:
+                    caps.add(measured(load, caps_url, cloudd_pid))
+                    users.add(measured(load, users_url, cloudd_pid))
+            b, c, u = bare.samples[-1], caps.samples[-1], users.samples[-1]
+            print(f"  round {run + 1} ({'bare first' if run % 2 == 0 else 'cloudd first'}): "
+                  f"bare {b.rate:7.0f} req/s ({b.cpu_us:4.0f} us cpu/req)   "
+                  f"listCapabilities {c.rate:7.0f} req/s ({c.cpu_us:4.0f} us)   "
+                  f"listUsers {u.rate:6.1f} req/s ({u.cpu_us / 1000:5.1f} ms)", flush=True)
         with pinned(client_cpu):
             latency = sequential_latency(urls()[1], args.latency_requests)
 
-        def col(i: int, attr: str) -> float:
-            return median([float(getattr(triple[i], attr)) for triple in runs])
-
-        bare_rps, caps_rps, users_rps = col(0, "rps"), col(1, "rps"), col(2, "rps")
-        # The ratio is the median of the per-run ratios: each run measures both servers back to back.
-        caps_ratio = median([c.rps / b.rps for b, c, _ in runs])
-        users_ratio = median([u.rps / b.rps for b, _, u in runs])
-        # Server CPU time per request is much less sensitive to other load on the machine.
-        cpu_ratio = median([b.cpu_us / c.cpu_us for b, c, _ in runs])
-        caps_ok = caps_ratio >= CAPABILITIES_TARGET
-        users_ok = latency.median_ms < LIST_USERS_MEDIAN_TARGET_MS
+        cpu_ratio = caps.cpu_ratio(bare)
         print()
-        print(f"medians of {args.runs} runs ({args.duration:g} s each, {args.connections} connections):")
-        print(f"  bare twisted.web JSON resource     {bare_rps:8.0f} req/s   cpu {col(0, 'cpu_us'):6.0f} us/req")
-        print(f"  signed listCapabilities            {caps_rps:8.0f} req/s   cpu {col(1, 'cpu_us'):6.0f} us/req   "
-              f"ratio {caps_ratio:.2f} (cpu-cost ratio {cpu_ratio:.2f})")
-        print(f"  signed listUsers 500 of {args.users:<6}     {users_rps:8.1f} req/s   "
-              f"cpu {col(2, 'cpu_us') / 1000:6.1f} ms/req   ratio {users_ratio:.4f}")
+        print(f"[{database}] {args.runs} rounds ({args.duration:g} s each, {args.connections} connections); "
+              f"median (min-max); ratios are cloudd / reference, per round, by rate and by CPU per request:")
+        width = 34
+        print("  " + bare.report(width=width))
+        print("  " + caps.report(reference=bare, width=width))
+        print("  " + users.report(reference=bare, width=width, rate_spec=".1f"))
         print(f"  listUsers latency, {latency.count} sequential requests on one connection: "
               f"median {latency.median_ms:.1f} ms, p90 {latency.p90_ms:.1f} ms")
-        print()
-        print(f"target: signed listCapabilities >= {CAPABILITIES_TARGET:.0%} of the bare resource: "
-              f"{'met' if caps_ok else 'MISSED'} ({caps_ratio:.0%})")
-        print(f"target: listUsers page of 500 of {args.users}, median < {LIST_USERS_MEDIAN_TARGET_MS:g} ms: "
-              f"{'met' if users_ok else 'MISSED'} ({latency.median_ms:.1f} ms)")
-        return 0
-    except (SetupError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        print(f"bench setup failed: {exc}", file=sys.stderr)
-        if daemon.proc is not None:
-            print(daemon.log()[-4000:], file=sys.stderr)
-        return 1
+        return Outcome(database, cpu_ratio.median, latency.median_ms)
     finally:
         if reference is not None:
             reference.stop()
         daemon.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cpus = os.sched_getaffinity(0)
+    server_cpu = args.server_cpu if args.server_cpu >= 0 and args.server_cpu in cpus else None
+    client_cpu = args.client_cpu if args.client_cpu >= 0 and args.client_cpu in cpus else None
+    workdir = tempfile.mkdtemp(prefix="cloudd-bench-api-")
+    try:
+        wrk = None if args.python_load else ensure_wrk()
+        load: Wrk | PythonLoad = (Wrk(wrk, client_cpu, args.connections, args.duration) if wrk
+                                  else PythonLoad(client_cpu, args.connections, args.duration))
+        print(f"load generator: {'wrk' if wrk else 'python (asyncio)'}, {args.connections} connections, "
+              f"{args.duration:g} s x {args.runs} rounds; servers on cpu {server_cpu}, client on cpu {client_cpu}",
+              flush=True)
+        note = rounds_note(args.runs)
+        if note:
+            print(note, flush=True)
+        databases = [("SQLite", "")] + ([("MariaDB", args.db_url)] if args.db_url else [])
+        outcomes = [bench_database(name, url, args, load, server_cpu, client_cpu, workdir) for name, url in databases]
+        print()
+        for outcome in outcomes:
+            caps_ok = outcome.cpu_ratio >= CAPABILITIES_TARGET
+            users_ok = outcome.latency_ms < LIST_USERS_MEDIAN_TARGET_MS
+            print(f"[{outcome.database}] target: signed listCapabilities >= {CAPABILITIES_TARGET:.2f}x the bare "
+                  f"resource by CPU per request: {'met' if caps_ok else 'MISSED'} ({outcome.cpu_ratio:.2f}x)")
+            print(f"[{outcome.database}] target: listUsers page of 500 of {args.users}, median < "
+                  f"{LIST_USERS_MEDIAN_TARGET_MS:g} ms: {'met' if users_ok else 'MISSED'} ({outcome.latency_ms:.1f} ms)")
+        return 0
+    except (SetupError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"bench setup failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
         if args.keep:
             print(f"kept {workdir}")
         else:
