@@ -40,6 +40,7 @@ __all__ = ["EDNS_UDP_SIZE", "LeanTable", "answer", "compile_table", "encode_name
 
 _A, _PTR, _AAAA, _SOA, _IN = 1, 12, 28, 6, 1
 _QUERY_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x00"
+_EDNS_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00"  # QDCOUNT 1, AN 0, NS 0, AR high byte 0
 _POINTER_TO_QUESTION = b"\xc0\x0c"
 _OPT_PREFIX = b"\x00\x00\x29"  # root owner name, type OPT
 #: The UDP payload size this server advertises (RFC 6891 §6.2.5; the 2020 DNS flag day value,
@@ -193,6 +194,22 @@ def answer(query: bytes, table: LeanTable) -> bytes | None:
     # QDCOUNT=1 and no other records) and the question section.  Count bytes and label lengths
     # are below "A" where they can match, so lowering never changes the structure; type, class
     # or count bytes that look like capitals become 0x61-0x7A and can no longer match a template.
+    if query[11:12] == b"\x01" and query[4:11] == _EDNS_COUNTS:
+        # The OPT records dig (one 8-byte cookie option) and most stubs (no option) send:
+        # when the bytes before such a record are a whole known question, that is the parse.
+        tail = query[-23:]
+        if tail[:3] == _OPT_PREFIX and tail[9:11] == b"\x00\x0c" and tail[13:15] == b"\x00\x08":
+            found = table.templates.get(_QUERY_COUNTS + query[12:-23].lower())
+        else:
+            tail = query[-11:]
+            found = None
+            if tail[:3] == _OPT_PREFIX and tail[9:] == b"\x00\x00":
+                found = table.templates.get(_QUERY_COUNTS + query[12:-11].lower())
+        if found is not None and not tail[6] and not query[2] & 0xF8:
+            out = query[:2] + found[0][2 | query[2] & 1] + query[12 : -len(tail)] + found[1] + _OPT
+            if len(out) <= _PLAIN_UDP_SIZE or len(out) <= min(tail[3] << 8 | tail[4], EDNS_UDP_SIZE):
+                return out
+        return _answer_other(query, table)
     found = table.templates.get(query[4:].lower())
     if found is None:
         return _answer_other(query, table)
