@@ -6,9 +6,10 @@ request is signed over, HMAC-SHA1 signing, signature verification and parsing of
 caller passes the decoded parameter map and the user's secret key.
 
 The canonical string is the one the Java management server computes (spec §2.2): names
-as received, sorted by code point, ``signature`` left out, each value encoded like Java's
-``URLEncoder.encode(value, "UTF-8")`` with ``+`` then turned into ``%20``, joined with ``&``
-and the whole string lower-cased.
+as received, sorted as Java's ``String.compareTo`` sorts them (by UTF-16 code unit, which is
+code point order unless a name holds a character beyond U+FFFF), ``signature`` left out,
+each value encoded like Java's ``URLEncoder.encode(value, "UTF-8")`` with ``+`` then turned
+into ``%20``, joined with ``&`` and the whole string lower-cased.
 
 Tolerant verification is a deliberate choice, documented here. Real clients do not all
 build that exact string, and a real CloudStack rejects their requests in the edge cases
@@ -100,13 +101,29 @@ def _value_table(*, tilde_raw: bool, star_escaped: bool, brackets_raw: bool) -> 
     return tuple(table)
 
 
+def _utf16(name: str) -> bytes:
+    return name.encode("utf-16-be", errors="surrogatepass")
+
+
+def _java_order(names: list[str]) -> list[str]:
+    """Sort *names* as Java's ``Collections.sort`` does: by UTF-16 code units.
+
+    That is code point order, except that a character beyond U+FFFF (a surrogate pair,
+    D800-DFFF) sorts before U+E000-U+FFFF; only then is the slower key needed.
+    """
+    joined = "".join(names)
+    if joined.isascii() or max(joined) <= "\uffff":
+        return sorted(names)
+    return sorted(names, key=_utf16)
+
+
 def _signed_names(params: Mapping[str, str], *, lower_order: bool) -> list[str]:
     """Return the names that are signed, in signing order."""
     names = [name for name in params if name.lower() != "signature"]
     if lower_order:
         # The original name breaks ties so that the order is always deterministic.
         return sorted(names, key=lambda name: (name.lower(), name))
-    return sorted(names)
+    return _java_order(names)
 
 
 # Runs of characters that some value table changes; everything else (letters, digits, ``.``,
@@ -174,7 +191,7 @@ def canonical_variants(params: Mapping[str, str]) -> list[str]:
     variant is not built twice; the list is the same, only cheaper to make.
     """
     names = [name for name in params if name.lower() != "signature"]
-    plain_order = sorted(names)
+    plain_order = _java_order(names)
     lower_order = sorted(names, key=lambda name: (name.lower(), name))
     text = "".join([params[name] for name in names])
     any_lower, any_tilde, any_star = plain_order != lower_order, "~" in text, "*" in text
