@@ -32,6 +32,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredLock, gatherResults
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from cloudd.api.context import CallContext
 from cloudd.api.errors import ApiError, internal
@@ -190,9 +191,10 @@ class JobRunner(MultiService):
         minutes = self.api.settings.int("job.cancel.threshold.minutes")
         if minutes <= 0:
             return
-        for held in list(self.held.values()):
-            if (held.reason is None and held.started is not None and held.job.sync_object is not None
-                    and db_now - held.started > minutes * 60):
+        overdue = [h for h in self.held.values() if h.reason is None and h.started is not None
+                   and h.job.sync_object is not None and db_now - h.started > minutes * 60]
+        for held in overdue:
+            if held.reason is None:
                 self.log.warn("cancelling job {job} ({command}): it has held {object} for more than "
                               "job.cancel.threshold.minutes ({minutes})", job=held.job.uuid,
                               command=held.job.command, object=held.job.sync_object, minutes=minutes)
@@ -204,6 +206,9 @@ class JobRunner(MultiService):
             try:
                 await self.api.db.jobs.expunge_older_than(cutoff)
                 await self.api.db.sessions.expire()
+            except sa.exc.DBAPIError as exc:
+                self.log.warn("job and session clean-up failed: the database is unreachable ({error})",
+                              error=type(exc.orig).__name__)
             except Exception:
                 self.log.failure("job and session clean-up failed")
 
@@ -256,7 +261,15 @@ class JobRunner(MultiService):
             return result
 
         d.addBoth(done)
-        d.addErrback(lambda f: self.log.failure("job {job} crashed", f, job=job.uuid))
+        def crashed(f: Failure) -> None:
+            if f.check(sa.exc.DBAPIError):
+                self.log.warn("job {job} ({command}) ended but the database could not store it ({error}); it is "
+                              "failed once the database answers", job=job.uuid, command=cmd.name,
+                              error=type(getattr(f.value, "orig", None)).__name__)
+            else:
+                self.log.failure("job {job} crashed", f, job=job.uuid)
+
+        d.addErrback(crashed)
         return job.uuid
 
     @staticmethod
