@@ -51,7 +51,11 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process `pid` and all its threads so far (``/proc/<pid>/stat``)."""
+    """User plus system CPU time of process `pid` and all its threads so far (``/proc/<pid>/stat``;
+    for this very process ``getrusage``, which counts in microseconds rather than clock ticks)."""
+    if pid == os.getpid():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
     with open(f"/proc/{pid}/stat") as f:
         # the command name (field 2) may hold spaces and parentheses: split after its last ")"
         fields = f.read().rsplit(")", 1)[1].split()
