@@ -62,6 +62,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (children, their children...), from ``/proc/<pid>/task/*/children``."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except FileNotFoundError:
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of process `pid` and of its descendants that are still running (e.g. nginx's
+    master and worker). Children that have exited are counted only once waited for, in `pid`."""
+    total = 0.0
+    for one in [pid, *descendants(pid)]:
+        try:
+            total += cpu_seconds(one)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
 def children_cpu_seconds() -> float:
     """User plus system CPU time of this process's children that have been waited for, so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -69,21 +102,23 @@ def children_cpu_seconds() -> float:
 
 
 class ServerCpu:
-    """Context manager: the CPU seconds process `pid` spent inside the block (``.seconds``)."""
+    """Context manager: the CPU seconds process `pid` spent inside the block (``.seconds``); with
+    `tree`, also its running descendants' (a server with worker processes)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, tree: bool = False) -> None:
         self.pid = pid
         self.seconds = float("nan")
+        self._read = tree_cpu_seconds if tree else cpu_seconds
         self._before = 0.0
 
     def __enter__(self) -> ServerCpu:
-        self._before = cpu_seconds(self.pid)
+        self._before = self._read(self.pid)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
         if kind is None:
-            self.seconds = cpu_seconds(self.pid) - self._before
+            self.seconds = self._read(self.pid) - self._before
 
 
 class ChildrenCpu:
@@ -193,6 +228,8 @@ class Series:
 
     name: str
     samples: list[Sample] = field(default_factory=list)
+    # what `Sample.load_cpu` measured, for the capped-rate note
+    load_name: str = "the load tool"
 
     def add(self, sample: Sample) -> Sample:
         self.samples.append(sample)
@@ -244,7 +281,7 @@ class Series:
         if not capped:
             return ""
         share = self.max_load_share() or 0.0
-        return (f"! rate capped by the load tool in {capped} of {len(self.samples)} rounds (its CPU up to "
+        return (f"! rate capped by {self.load_name} in {capped} of {len(self.samples)} rounds (its CPU up to "
                 f"{share:.0%} of a core): compare the CPU per request, not the rate")
 
 
