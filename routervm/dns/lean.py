@@ -43,6 +43,7 @@ _QUERY_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _EDNS_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00"  # QDCOUNT 1, AN 0, NS 0, AR high byte 0
 _POINTER_TO_QUESTION = b"\xc0\x0c"
 _OPT_PREFIX = b"\x00\x00\x29"  # root owner name, type OPT
+_ONE_COOKIE = b"\x00\x0c\x00\x0a\x00\x08"  # RDLENGTH 12: one COOKIE option of 8 bytes
 #: The UDP payload size this server advertises (RFC 6891 §6.2.5; the 2020 DNS flag day value,
 #: dnsmasq's default too).
 EDNS_UDP_SIZE = 1232
@@ -195,10 +196,10 @@ def answer(query: bytes, table: LeanTable) -> bytes | None:
     # are below "A" where they can match, so lowering never changes the structure; type, class
     # or count bytes that look like capitals become 0x61-0x7A and can no longer match a template.
     if query[11:12] == b"\x01" and query[4:11] == _EDNS_COUNTS:
-        # The OPT records dig (one 8-byte cookie option) and most stubs (no option) send:
+        # The OPT records dig (one client cookie, RFC 7873) and most stubs (no option) send:
         # when the bytes before such a record are a whole known question, that is the parse.
         tail = query[-23:]
-        if tail[:3] == _OPT_PREFIX and tail[9:11] == b"\x00\x0c" and tail[13:15] == b"\x00\x08":
+        if tail[9:15] == _ONE_COOKIE and tail[:3] == _OPT_PREFIX:
             found = table.templates.get(_QUERY_COUNTS + query[12:-23].lower())
         else:
             tail = query[-11:]
