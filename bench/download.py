@@ -2,7 +2,7 @@
 
 Run from a clone after ``pip install .[test]``::
 
-    python bench/download.py [--size-mib 1024] [--rounds 3] [--server nginx|python]
+    .venv/bin/python bench/download.py [--size-mib 1024] [--rounds 5] [--server nginx|python]
 
 It writes a file of random bytes (1 GiB by default) into a temporary directory and serves it from
 a separate process on a free loopback port: nginx (Debian's ``nginx-light``; when it is missing
@@ -15,8 +15,13 @@ http.server``. Both clients fetch from that same server in the same round:
   (file renamed into place, ``template.properties`` written, state persisted, fsync included);
 * reference: ``curl -s -o FILE URL`` followed by ``sha256sum FILE`` (no fsync).
 
-It prints the throughput of both for each round, then the medians and the median of the per-round
-ratios. Target (the issue): ours at least 0.8x the reference. Exit status 0 whether or not the
+The two alternate which goes first in each round. It prints the throughput of both for each round,
+then (bench/measure.py), over the rounds (at least five), for each: the rate in MiB/s and the
+client's CPU time per MiB (ours: this process, all its threads; the reference: the curl and
+sha256sum children), each as the median with the min-max spread, and the ratios ours / reference
+(median of the per-round ratios). The file server's own CPU is measured as well: when it used
+nearly a full core the rate is the server's, not the client's, and the report says so.
+Target (the issue): ours at least 0.8x the reference. Exit status 0 whether or not the
 target is met; non-zero only when the setup fails (a server does not start, a checksum is wrong).
 Every process it starts is stopped by its PID, and the big files are removed, also on errors.
 """
@@ -45,6 +50,7 @@ from twisted.internet.defer import Deferred  # noqa: E402
 from twisted.internet.task import react  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
+from bench.measure import MIN_ROUNDS, ChildrenCpu, Sample, Series, ServerCpu, rounds_note  # noqa: E402
 from ssvm.download.manager import DownloadManager  # noqa: E402
 from ssvm.download.policy import AddressPolicy  # noqa: E402
 
@@ -124,8 +130,8 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 
 
 
 @contextmanager
-def serve(kind: str, directory: str, base: str) -> Iterator[tuple[str, int]]:
-    """Start the file server process; yield (description, port); stop it by its PID."""
+def serve(kind: str, directory: str, base: str) -> Iterator[tuple[str, int, int]]:
+    """Start the file server process; yield (description, port, pid); stop it by its PID."""
     port = free_port()
     nginx = find_nginx() if kind == "nginx" else None
     if nginx is not None:
@@ -140,7 +146,7 @@ def serve(kind: str, directory: str, base: str) -> Iterator[tuple[str, int]]:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, process)
-        yield description, port
+        yield description, port, process.pid
     finally:
         process.terminate()
         try:
@@ -200,29 +206,43 @@ async def run(reactor: Any, options: argparse.Namespace) -> None:
         os.chmod(served, 0o755)
         print(f"writing {options.size_mib} MiB of random bytes ...", flush=True)
         expected = make_file(os.path.join(served, "image.img"), size)
-        with serve(options.server, served, base) as (description, port):
+        with serve(options.server, served, base) as (description, port, server_pid):
             url = f"http://127.0.0.1:{port}/image.img"
             print(f"server: {description} on port {port}; {options.rounds} rounds, our download and "
                   f"curl + sha256sum alternating", flush=True)
-            ours, reference, curl_only, ratios = [], [], [], []
+            note = rounds_note(options.rounds)
+            if note:
+                print(note, flush=True)
+            mib = size / MiB
+            ours = Series("ours (DownloadManager)", load_name="the file server")
+            reference = Series("curl + sha256sum", load_name="the file server")
+            curl_only: list[float] = []
             for number in range(options.rounds):
                 first = "ours" if number % 2 == 0 else "curl"
-                times: dict[str, float] = {}
                 for who in ([first, "curl" if first == "ours" else "ours"]):
-                    if who == "ours":
-                        times[who] = await our_round(reactor, pool, url, base, expected, size, number)
-                    else:
-                        times[who], times["fetch"] = reference_round(url, os.path.join(base, "curl.img"), expected)
-                ours.append(rate(size, times["ours"]))
-                reference.append(rate(size, times["curl"]))
-                curl_only.append(rate(size, times["fetch"]))
-                ratios.append(ours[-1] / reference[-1])
-                print(f"round {number + 1}: ours {ours[-1]:7.1f} MiB/s ({times['ours']:.2f} s)   "
-                      f"curl+sha256sum {reference[-1]:7.1f} MiB/s ({times['curl']:.2f} s; curl alone "
-                      f"{times['fetch']:.2f} s)   ratio {ratios[-1]:.2f}", flush=True)
-            print(f"median: ours {statistics.median(ours):.1f} MiB/s, curl+sha256sum "
-                  f"{statistics.median(reference):.1f} MiB/s, ratio {statistics.median(ratios):.2f} "
-                  f"(target >= 0.80); curl alone, without any checksum: {statistics.median(curl_only):.1f} MiB/s",
+                    with ServerCpu(server_pid, tree=True) as served_cpu:
+                        if who == "ours":
+                            with ServerCpu(os.getpid()) as own:
+                                seconds = await our_round(reactor, pool, url, base, expected, size, number)
+                            ours.add(Sample(round(mib), seconds, own.seconds, None))
+                        else:
+                            with ChildrenCpu() as children:
+                                seconds, fetch = reference_round(url, os.path.join(base, "curl.img"), expected)
+                            reference.add(Sample(round(mib), seconds, children.seconds, None))
+                            curl_only.append(rate(size, fetch))
+                    (ours if who == "ours" else reference).samples[-1].load_cpu = served_cpu.seconds
+                o, r = ours.samples[-1], reference.samples[-1]
+                print(f"round {number + 1} ({first} first): ours {o.rate:7.1f} MiB/s ({o.seconds:.2f} s, "
+                      f"cpu {o.cpu_us / 1000:.2f} ms/MiB)   curl+sha256sum {r.rate:7.1f} MiB/s ({r.seconds:.2f} s, "
+                      f"cpu {r.cpu_us / 1000:.2f} ms/MiB; curl alone {curl_only[-1]:.1f} MiB/s)   "
+                      f"ratio {o.rate / r.rate:.2f}", flush=True)
+            print(f"median (min-max) over {options.rounds} rounds; ratios are ours / curl+sha256sum per round, "
+                  f"by rate and by client CPU per MiB:")
+            print("  " + ours.report(reference=reference, unit="MiB/s", per="MiB", width=24, rate_spec=".1f"))
+            print("  " + reference.report(unit="MiB/s", per="MiB", width=24, rate_spec=".1f"))
+            print(f"  curl alone, without any checksum: {statistics.median(curl_only):.1f} MiB/s")
+            ratio = ours.rate_ratio(reference).median
+            print(f"target: ours >= 0.80x curl+sha256sum: {'met' if ratio >= 0.8 else 'NOT met'} ({ratio:.2f}x)",
                   flush=True)
     finally:
         pool.stop()
@@ -232,7 +252,7 @@ async def run(reactor: Any, options: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     parser.add_argument("--server", choices=("nginx", "python"), default="nginx")
     parser.add_argument("--tmp", default=None, help="directory for the big files (default: the system's)")
     options = parser.parse_args()
