@@ -17,7 +17,8 @@ from cloudd.api.errors import malformed, param_error
 from cloudd.api.registry import Command, Param
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-MAP_KEY_RE = re.compile(r"^([^\[\]]+)\[(-?\d+)\]\.([^\[\]]+)$")
+# an index of at most ten digits, as Java's Integer.parseInt takes (a longer one cannot be decoded: 430)
+MAP_KEY_RE = re.compile(r"^([^\[\]]+)\[(-?\d{1,10})\]\.([^\[\]]+)$")
 INT_RANGES = {"short": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 # parameters the transport itself consumes; never bound to commands
 TRANSPORT = frozenset({"command", "response", "sessionkey", "apikey", "signature", "signatureversion", "expires",

@@ -96,6 +96,16 @@ def body_too_large(limit: int) -> ApiError:
     return ApiError(413, f"Request body larger than the limit of {limit} bytes", None)
 
 
+def uri_too_long(limit: int) -> ApiError:
+    """A request line over twisted.web's line limit: 414, a servlet-level refusal."""
+    return ApiError(414, f"Request line longer than {limit} bytes; send long parameters in a POST body", None)
+
+
+def head_too_large(limit: int) -> ApiError:
+    """A header line over twisted.web's line limit: 431 (Request Header Fields Too Large), servlet-level."""
+    return ApiError(431, f"Request header line longer than {limit} bytes", None)
+
+
 def unsupported(text: str) -> ApiError:
     return ApiError(432, text, CS_SERVER_API)
 

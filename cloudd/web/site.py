@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 
-from cloudd.api.errors import body_too_large
+from cloudd.api.errors import ApiError, body_too_large, head_too_large, uri_too_long
 from cloudd.api.service import Answer
 from cloudd.settings import Settings
 from cloudd.web.resource import encode_answer
@@ -98,7 +98,8 @@ class ApiRequest(Request):
 
 
 class ApiChannel(HTTPChannel):
-    """An HTTP channel that refuses a request body over the site's limit while it arrives."""
+    """An HTTP channel that refuses a request body over the site's limit while it arrives, and answers
+    a request or header line over the line limit."""
 
     log = Logger()
     site: ApiSite
@@ -135,25 +136,47 @@ class ApiChannel(HTTPChannel):
         """Answer 413 to the request whose body is arriving, then drop the rest and close."""
         if self.refused:
             return
-        self.refused = True
-        self.persistent = False
         request = self.requests[-1]
         request.method, request.uri, request.clientproto = self._command, self._path, self._version
+        limit = self.body_limit()
+        self.log.warn("refused an API request body over {limit} bytes from {peer}", limit=limit, peer=self._peer())
+        self._refuse(b"413 Request Entity Too Large", body_too_large(limit), self._path, request)
+
+    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 (Twisted API)
+        """A request line or header line over twisted.web's line limit: twisted.web would close the
+        connection without a word (and the client, still sending, would see a reset); answer 414 or
+        431 in the error envelope instead, then close as after a refused body."""
+        in_head = getattr(self, "_command", None) is not None
+        self.log.warn("refused an API request from {peer}: a {what} line over {limit} bytes", peer=self._peer(),
+                      what="header" if in_head else "request", limit=self.MAX_LENGTH)
+        if in_head:
+            self._refuse(b"431 Request Header Fields Too Large", head_too_large(self.MAX_LENGTH), self._path, None)
+        else:
+            target = line.split(b" ", 2)[1] if line.count(b" ") >= 1 else b""
+            self._refuse(b"414 Request-URI Too Long", uri_too_long(self.MAX_LENGTH), target, None)
+
+    def _peer(self) -> str:
+        return str(getattr(self.transport.getPeer(), "host", "-") if self.transport is not None else "-")
+
+    def _refuse(self, status: bytes, err: ApiError, target: bytes, request: Request | None) -> None:
+        """Write `err` as the answer with `Connection: close`, half-close, and drop what the client
+        still sends until LINGER_SECONDS or LINGER_BYTES have passed, then close."""
+        if self.refused:
+            return
+        self.refused = True
+        self.persistent = False
         transport = self.transport
         assert transport is not None
-        limit = self.body_limit()
-        err = body_too_large(limit)
-        query = self._path.split(b"?", 1)[1] if b"?" in self._path else b""
+        query = target.split(b"?", 1)[1] if b"?" in target else b""
         headers, data = encode_answer(Answer("errorresponse", err.body(), err.code), wants_json(query),
                                       self.site.json_content_type())
         transport.write(b"".join([
-            b"HTTP/1.1 413 Request Entity Too Large\r\n",
+            b"HTTP/1.1 " + status + b"\r\n",
             *(name + b": " + value + b"\r\n" for name, value in headers),
             b"Connection: close\r\n\r\n", data]))
-        request.code, request.sentLength = 413, len(data)
-        peer = getattr(transport.getPeer(), "host", "-")
-        self.log.warn("refused an API request body over {limit} bytes from {peer}", limit=limit, peer=peer)
-        self.site.log(request)
+        if request is not None:
+            request.code, request.sentLength = err.code, len(data)
+            self.site.log(request)
         lose_write = getattr(transport, "loseWriteConnection", None)
         if lose_write is None:
             transport.loseConnection()

@@ -203,6 +203,10 @@ CASES = [
          "Unable to decode parameter details[0]"),
     Case("map index not a number", signed("listAccounts", **{"tags[x].key": "a"}), 430, "listaccountsresponse",
          "Unable to decode parameter tags[x].key"),
+    Case("map index of 5000 digits", signed("listAccounts", **{"tags[" + "9" * 5000 + "].key": "a"}), 430,
+         "listaccountsresponse", "Unable to decode parameter tags[999"),
+    Case("map index 999999", signed("listAccounts", **{"details[999999].x": "a"}), 200, "listaccountsresponse",
+         '"admin"'),
     Case("map key with two brackets", signed("listAccounts", **{"tags[0][1].key": "a"}), 430,
          "listaccountsresponse", "Unable to decode parameter tags[0][1].key"),
     # duplicates

@@ -242,8 +242,8 @@ class UnknownCommandTests(SynchronousTestCase):
         self.assertLess(len(r.inner()["errortext"]), 200)
 
 
-class BodyLimitTests(SynchronousTestCase):
-    """api.request.body.max.bytes, enforced by the channel while the body arrives."""
+class ChannelCase(SynchronousTestCase):
+    """The production site's channel on a half-closing StringTransport, with a 1000-byte body limit."""
 
     def setUp(self) -> None:
         self.cloud = make_cloud()
@@ -287,6 +287,10 @@ class BodyLimitTests(SynchronousTestCase):
         self.assertEqual(len(self.lines), 1)
         query = "response=json" if as_json else "response=xml"
         self.assertIn(f'"POST /client/api?{query} HTTP/1.1" 413', self.lines[0])
+
+
+class BodyLimitTests(ChannelCase):
+    """api.request.body.max.bytes, enforced by the channel while the body arrives."""
 
     def test_content_length_over_the_limit(self) -> None:
         """A Content-Length over the limit is refused as soon as the head arrives (no 100 Continue,
@@ -347,6 +351,30 @@ class BodyLimitTests(SynchronousTestCase):
         body = b"command=listUsers&pad=" + b"x" * 5000
         self.channel.dataReceived(self.head(len(body)) + body)
         self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 401 "))
+
+
+class LongLineTests(ChannelCase):
+    """A request or header line over twisted.web's line limit gets an answer, not a silent close."""
+
+    def test_long_request_line(self) -> None:
+        """A request target over the limit gets 414 in the envelope `response=` asks for, then the
+        connection is half-closed and closed after the linger."""
+        self.channel.dataReceived(b"GET /client/api?response=json&name=" + b"x" * (ApiChannel.MAX_LENGTH + 10))
+        status, headers, body = self.answer()
+        self.assertEqual(status, b"HTTP/1.1 414 Request-URI Too Long")
+        self.assertEqual(json.loads(body)["errorresponse"]["errorcode"], 414)
+        self.assertTrue(self.transport.write_closed)
+        self.cloud.reactor.advance(LINGER_SECONDS)
+        self.assertTrue(self.transport.aborted)
+
+    def test_long_header_line(self) -> None:
+        """A header line over the limit gets 431 Request Header Fields Too Large, in XML by default."""
+        self.channel.dataReceived(b"GET /client/api?command=listUsers HTTP/1.1\r\nX-Big: "
+                                  + b"y" * (ApiChannel.MAX_LENGTH + 10))
+        status, headers, body = self.answer()
+        self.assertEqual(status, b"HTTP/1.1 431 Request Header Fields Too Large")
+        self.assertIn(b"<errorcode>431</errorcode>", body)
+        self.assertEqual(headers[b"Connection"], b"close")
 
 
 class RandomHostileRequestsTests(SynchronousTestCase):
