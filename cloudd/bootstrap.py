@@ -1,7 +1,7 @@
 """First start: the ROOT domain, the default roles, the system account and the admin.
 
 The admin's random password and API keys are written once to a 0600 file in the base directory;
-only the file's path is ever logged.
+only the file's path is ever logged. The database keeps the secret key sealed, like every user's.
 """
 
 from __future__ import annotations
@@ -62,8 +62,7 @@ def thd_bootstrap(db: DBConnector, conn: Connection, basedir: str | None = None)
     user_id = db.accounts.thd_create_user(conn, account_id=admin, domain_id=root, username="admin",
                                           password_hash=hash_password(creds.password), firstname="Admin",
                                           lastname="User", email=None, timezone=None, is_default=True)
-    conn.execute(model.users.update().where(model.users.c.id == user_id).values(
-        api_key=creds.apikey, secret_key=creds.secretkey))
+    db.accounts.thd_set_keys(conn, user_id, creds.apikey, creds.secretkey)
     return creds
 
 

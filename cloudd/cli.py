@@ -11,7 +11,8 @@ from typing import NoReturn
 from twisted.python import usage
 
 from cloudd.pki import CertificateAuthority, pki_directory
-from cloudd.tap import DEFAULT_DB_URL
+from cloudd.tap import DEFAULT_DB_URL, SECRETS_KEY_HELP, load_sealer
+from cloudd.util.sealing import Sealer, SecretsKeyError
 
 
 def distribution_version() -> str:
@@ -34,6 +35,7 @@ class UpgradeOptions(usage.Options):
     optParameters = [
         ["basedir", "d", "cloudd-data", "Base directory."],
         ["db-url", None, DEFAULT_DB_URL, "Database URL."],
+        ["secrets-key-file", None, None, SECRETS_KEY_HELP],
     ]
 
 
@@ -73,7 +75,7 @@ class Options(usage.Options):
             raise usage.UsageError("a sub-command is needed")
 
 
-def upgrade_db(basedir: str, db_url: str) -> str:
+def upgrade_db(basedir: str, db_url: str, sealer: Sealer) -> str:
     from cloudd.db import migrate
     from cloudd.db.connector import redact_url
     from cloudd.db.enginestrategy import create_engine, expand_url
@@ -81,7 +83,7 @@ def upgrade_db(basedir: str, db_url: str) -> str:
     os.makedirs(basedir, exist_ok=True)
     engine = create_engine(db_url, basedir)
     try:
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, sealer=sealer)
     finally:
         engine.dispose()
     return redact_url(expand_url(db_url, basedir))
@@ -104,8 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = options.subOptions
     if options.subCommand == "upgrade-db":
         basedir = os.path.abspath(sub["basedir"])
-        where = upgrade_db(basedir, sub["db-url"])
-        print(f"cloudd: the schema of {where} is current")
+        os.umask(0o077)  # the base directory and a new SQLite file are the owner's only, as under twistd
+        try:
+            sealer = load_sealer(basedir, sub["secrets-key-file"], os.environ)
+        except SecretsKeyError as exc:
+            print(f"cloudd: {exc}", file=sys.stderr)
+            return 1
+        where = upgrade_db(basedir, sub["db-url"], sealer)
+        print(f"cloudd: the schema of {where} is current; API secret keys are sealed with the key from "
+              f"{sealer.source}")
     elif options.subCommand == "appliance-cert":
         out = issue_appliance_cert(os.path.abspath(sub["basedir"]), sub["name"], sub["hosts"], sub["out"])
         print(f"cloudd: wrote key.pem, cert.pem and ca.pem for {sub['name']} to {out}")

@@ -26,6 +26,7 @@ from cloudd.db.base import Scope
 from cloudd.db.connector import DatabaseNotReadyError, DBConnector
 from cloudd.jobs.runner import JobRunner
 from cloudd.settings import Settings
+from cloudd.util.sealing import Sealer, SecretsKeyError
 from cloudd.web.accesslog import access_log_line
 from cloudd.web.resource import ApiResource
 from cloudd.web.site import ApiSite
@@ -89,10 +90,12 @@ class CloudManager(MultiService):
 
     def privilegedStartService(self) -> None:  # noqa: N802 (Twisted API)
         # Before the reactor runs: an outdated schema stops twistd here, logged and with a non-zero exit
-        # status (once the reactor runs, a failed start can only stop it, and twistd then exits 0).
+        # status (once the reactor runs, a failed start can only stop it, and twistd then exits 0). So is a
+        # secrets key other than the one the stored API secret keys were sealed with.
         try:
             self.db.check_schema()
-        except DatabaseNotReadyError as exc:
+            self.db.check_secrets_key()
+        except (DatabaseNotReadyError, SecretsKeyError) as exc:
             self.log.error("cloudd could not start: {error}", error=str(exc))
             raise
         super().privilegedStartService()
@@ -158,11 +161,12 @@ class CloudManager(MultiService):
 
 def make_cloud_manager(*, basedir: str, db_url: str, listen: str, reactor: IReactorCore,
                        threadpool: ThreadPool | None = None, endpoint_url: str | None = None,
-                       auto_upgrade: bool = False) -> CloudManager:
-    """Build the service tree (used by tap.py and by tests with their own reactor)."""
+                       auto_upgrade: bool = False, sealer: Sealer | None = None) -> CloudManager:
+    """Build the service tree (used by tap.py and by tests with their own reactor); `sealer` holds the
+    secrets key (without one, a key for this process only)."""
     os.makedirs(basedir, exist_ok=True)
     db = DBConnector(db_url, basedir, reactor, reactor, threadpool=threadpool,  # type: ignore[arg-type]
-                     auto_upgrade=auto_upgrade)
+                     auto_upgrade=auto_upgrade, sealer=sealer)
     url = endpoint_url or endpoint_from(listen)
     return CloudManager(basedir=basedir, db=db, listen=listen, reactor=reactor, ms_uuid=management_server_uuid(basedir),
                         endpoint_url=url, on_fatal=getattr(reactor, "stop", None))

@@ -16,7 +16,6 @@ accepted, counted and logged unless `api.signature.version3.required` or
 from __future__ import annotations
 
 import base64
-import hmac
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -186,7 +185,7 @@ class Authenticator:
         supplied = [k for k in (key_param, key_cookie) if k is not None]
         missing = ((mode == "CookieAndParameter" and (key_param is None or key_cookie is None))
                    or (mode == "ParameterOnly" and key_param is None))
-        if missing or not supplied or any(not _same(k, session.session_key) for k in supplied):
+        if missing or not supplied or any(not self.api.db.sessions.key_matches(session, k) for k in supplied):
             # As CloudStack does (spec §2.1): a failed session-key check ends the session, so a guessed
             # key costs the session instead of allowing another try.
             await self.api.db.sessions.delete(session_id)
@@ -212,7 +211,3 @@ class Authenticator:
                 return
             await self.api.record_event(Caller(user), "USER.LOGOUT", "Completed", EventInfo(
                 "user has logged out", "User", user.uuid, user.username))
-
-
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

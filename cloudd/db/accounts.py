@@ -1,14 +1,20 @@
-"""Accounts and their users (one table family: a user never lives without its account)."""
+"""Accounts and their users (one table family: a user never lives without its account).
+
+API secret keys are stored sealed (`cloudd.util.sealing`, bound to the user's uuid) and opened only
+when a caller's signature is to be checked or the key is handed back to its owner.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from cloudd.db import model
 from cloudd.db.base import (
@@ -24,6 +30,10 @@ from cloudd.db.base import (
     new_uuid,
     thd_lock_domain,
 )
+from cloudd.util.sealing import Sealer, SealError, SecretsKeyError, key_id_of
+
+if TYPE_CHECKING:
+    from cloudd.db.pool import DBThreadPool
 
 A = model.accounts
 U = model.users
@@ -139,6 +149,12 @@ def _one_user(conn: Connection, q: sa.Select) -> User:
 
 
 class AccountsComponent(DBComponent):
+    log = Logger()
+
+    def __init__(self, pool: DBThreadPool, clock: IReactorTime, sealer: Sealer | None = None) -> None:
+        super().__init__(pool, clock)
+        self.sealer = sealer or Sealer.ephemeral()
+
     # --- accounts -------------------------------------------------------------------------------
 
     def thd_get_account(self, conn: Connection, account_id: int) -> Account:
@@ -327,25 +343,78 @@ class AccountsComponent(DBComponent):
         return self.pool.do(thd)
 
     def credentials_by_api_key(self, api_key: str) -> Deferred[Credentials]:
-        def thd(conn: Connection) -> Credentials:
+        """The user of an API key with its secret key opened (to check a signature, or for its owner).
+
+        A sealed key that does not open leaves the secret out (the caller then answers 401) and is
+        reported once per lookup, without the value."""
+
+        def thd(conn: Connection) -> tuple[Credentials, str | None]:
             row = conn.execute(_user_select(U.c.secret_key, U.c.password_hash).where(U.c.api_key == api_key)).first()
             if row is None:
                 raise NotFound()
             m = row._mapping
-            return Credentials(_user_from(m), m["secret_key"], m["password_hash"])
+            secret, problem = m["secret_key"], None
+            if secret is not None:
+                try:
+                    secret = self.sealer.open(secret, m["uuid"])
+                except SealError as exc:
+                    secret, problem = None, str(exc)
+            return Credentials(_user_from(m), secret, m["password_hash"]), problem
 
-        return self.pool.do(thd)
+        def report(result: tuple[Credentials, str | None]) -> Credentials:
+            creds, problem = result
+            if problem is not None:
+                self.log.error("the API secret key of user {user} cannot be used: {problem}",
+                               user=creds.user.uuid, problem=problem)
+            return creds
+
+        return self.pool.do(thd).addCallback(report)
 
     def credentials_for_login(self, username: str, domain_id: int) -> Deferred[Credentials]:
+        """The user and password hash for a login; the secret key stays sealed in the database."""
+
         def thd(conn: Connection) -> Credentials:
-            row = conn.execute(_user_select(U.c.secret_key, U.c.password_hash).where(
+            row = conn.execute(_user_select(U.c.password_hash).where(
                 U.c.username == username, A.c.domain_id == domain_id)).first()
             if row is None:
                 raise NotFound()
             m = row._mapping
-            return Credentials(_user_from(m), m["secret_key"], m["password_hash"])
+            return Credentials(_user_from(m), None, m["password_hash"])
 
         return self.pool.do(thd)
+
+    def thd_set_keys(self, conn: Connection, user_id: int, api_key: str, secret_key: str) -> None:
+        """Give a user a new key pair (the secret is stored sealed)."""
+        uuid = conn.execute(sa.select(U.c.uuid).where(U.c.id == user_id)).scalar_one()
+        conn.execute(U.update().where(U.c.id == user_id).values(
+            api_key=api_key, secret_key=self.sealer.seal(secret_key, uuid)))
+
+    def thd_check_secrets_key(self, conn: Connection) -> None:
+        """Refuse to run with a master key other than the one the stored secret keys were sealed
+        with (every signed request would fail with 401); a database without any is accepted."""
+        rows = conn.execute(sa.select(U.c.uuid, U.c.secret_key).where(U.c.secret_key.is_not(None))
+                            .order_by(U.c.id)).all()
+        if not rows:
+            return
+        kids: dict[str | None, int] = {}
+        for _uuid, sealed in rows:
+            kid = key_id_of(sealed)
+            kids[kid] = kids.get(kid, 0) + 1
+        foreign = {kid: n for kid, n in kids.items() if kid != self.sealer.key_id}
+        if foreign:
+            found = ", ".join(f"{n} under key {kid}" if kid else f"{n} not sealed" for kid, n in sorted(
+                foreign.items(), key=lambda item: item[0] or ""))
+            problem = f"sealed under another key than this server's ({found})"
+        else:
+            try:
+                self.sealer.open(rows[0][1], rows[0][0])
+                return
+            except SealError as exc:
+                problem = f"that do not open ({exc})"
+        raise SecretsKeyError(
+            f"the database holds API secret keys {problem}, while this server's key {self.sealer.key_id} comes "
+            f"from {self.sealer.source}; start cloudd with the key they were sealed with (--secrets-key-file or "
+            "CLOUDD_SECRETS_KEY)")
 
     def password_hash(self, user_id: int) -> Deferred[str]:
         def thd(conn: Connection) -> str:
@@ -382,7 +451,10 @@ class AccountsComponent(DBComponent):
         return self.pool.do(thd)
 
     def update_user(self, user: User, values: dict[str, object]) -> Deferred[User]:
-        """Update plain columns (username, names, email, timezone, password_hash, api/secret keys)."""
+        """Update plain columns (username, names, email, timezone, password_hash, api/secret keys);
+        a secret key is given in clear and stored sealed."""
+        if values.get("secret_key") is not None:
+            values = dict(values, secret_key=self.sealer.seal(str(values["secret_key"]), user.uuid))
 
         def thd(conn: Connection) -> User:
             new_name = values.get("username")

@@ -17,6 +17,7 @@ from cloudd.db.jobs import JobsComponent
 from cloudd.db.pool import DBThreadPool
 from cloudd.db.roles import RolesComponent
 from cloudd.db.sessions import SessionsComponent
+from cloudd.util.sealing import Sealer
 
 
 class DatabaseNotReadyError(Exception):
@@ -37,7 +38,10 @@ class DBConnector(Service):
     """Owns the engine and pool; started first and stopped last by the daemon."""
 
     def __init__(self, db_url: str, basedir: str, reactor: IReactorThreads, clock: IReactorTime,
-                 threadpool: ThreadPool | None = None, auto_upgrade: bool = False) -> None:
+                 threadpool: ThreadPool | None = None, auto_upgrade: bool = False,
+                 sealer: Sealer | None = None) -> None:
+        # the secrets key; without one (in-memory databases, tests) a key for this process only
+        self.sealer = sealer or Sealer.ephemeral()
         self.db_url = expand_url(db_url, basedir)
         self.basedir = basedir
         self.auto_upgrade = auto_upgrade or is_sqlite_memory(self.db_url)
@@ -47,8 +51,8 @@ class DBConnector(Service):
                                  max_threads=1 if is_sqlite_memory(self.db_url) else 5)
         self.domains = DomainsComponent(self.pool, clock)
         self.roles = RolesComponent(self.pool, clock)
-        self.accounts = AccountsComponent(self.pool, clock)
-        self.sessions = SessionsComponent(self.pool, clock)
+        self.accounts = AccountsComponent(self.pool, clock, self.sealer)
+        self.sessions = SessionsComponent(self.pool, clock, self.sealer)
         self.configuration = ConfigurationComponent(self.pool, clock)
         self.events = EventsComponent(self.pool, clock)
         self.jobs = JobsComponent(self.pool, clock)
@@ -63,6 +67,13 @@ class DBConnector(Service):
         if not self.auto_upgrade and not migrate.is_current(self.engine):
             raise self._not_ready()
 
+    def check_secrets_key(self) -> None:
+        """Refuse a secrets key other than the one the stored API secret keys were sealed with
+        (SecretsKeyError); blocking, like check_schema. An outdated schema is left to the upgrade."""
+        if migrate.is_current(self.engine):
+            with self.engine.connect() as conn:
+                self.accounts.thd_check_secrets_key(conn)
+
     async def setup(self) -> None:
         """Start the pool and make sure the schema is current (upgrading it when allowed)."""
         self.pool.start()
@@ -70,7 +81,8 @@ class DBConnector(Service):
         if not await self.pool.do_with_engine(migrate.is_current):
             if not self.auto_upgrade:
                 raise self._not_ready()
-            await self.pool.do_with_engine(migrate.upgrade)
+            await self.pool.do_with_engine(lambda engine: migrate.upgrade(engine, sealer=self.sealer))
+        await self.pool.do(self.accounts.thd_check_secrets_key)
 
     def stopService(self) -> Deferred[None] | None:  # noqa: N802 (Twisted API)
         super().stopService()

@@ -10,14 +10,18 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+from cloudd.util.sealing import Sealer
+
 MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None, sealer: Sealer | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", MIGRATIONS)
     if connection is not None:
         cfg.attributes["connection"] = connection
+    # revisions that seal or hash stored secrets (002) take the secrets key from here
+    cfg.attributes["sealer"] = sealer
     return cfg
 
 
@@ -36,6 +40,6 @@ def is_current(engine: Engine) -> bool:
         return current_revision(conn) == head_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", sealer: Sealer | None = None) -> None:
     with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), revision)
+        command.upgrade(alembic_config(conn, sealer), revision)

@@ -88,7 +88,8 @@ users = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("timezone", sa.String(64), nullable=True),
     sa.Column("api_key", sa.String(255), nullable=True, unique=True),
-    sa.Column("secret_key", sa.String(255), nullable=True),
+    # sealed (cloudd.util.sealing): a version, a key id and the AES-GCM ciphertext bound to the uuid
+    sa.Column("secret_key", sa.Text, nullable=True),
     sa.Column("is_default", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("created", sa.Integer, nullable=False),
     sa.Column("removed", sa.Integer, nullable=True),
@@ -100,7 +101,8 @@ sessions = sa.Table(
     "sessions",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("session_key", sa.String(64), nullable=False),
+    # HMAC-SHA256 (hex) of the session key under a key derived from the secrets key; never the key
+    sa.Column("key_hash", sa.String(64), nullable=False),
     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     sa.Column("created", sa.Integer, nullable=False),
     sa.Column("last_access", sa.Integer, nullable=False),

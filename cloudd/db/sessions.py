@@ -1,8 +1,13 @@
-"""Login sessions, shared by every management-server process through the database."""
+"""Login sessions, shared by every management-server process through the database.
+
+A session's key is stored only as a keyed hash (`Sealer.session_hash`); a presented key is hashed
+and compared, so the database alone does not let anyone act in a session.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -10,6 +15,12 @@ from twisted.internet.defer import Deferred
 
 from cloudd.db import model
 from cloudd.db.base import DBComponent
+from cloudd.util.sealing import Sealer
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+    from cloudd.db.pool import DBThreadPool
 
 S = model.sessions
 
@@ -17,7 +28,7 @@ S = model.sessions
 @dataclass(frozen=True)
 class Session:
     id: str
-    session_key: str
+    key_hash: str
     user_id: int
     created: int
     last_access: int
@@ -25,12 +36,18 @@ class Session:
 
 
 class SessionsComponent(DBComponent):
+    def __init__(self, pool: DBThreadPool, clock: IReactorTime, sealer: Sealer | None = None) -> None:
+        super().__init__(pool, clock)
+        self.sealer = sealer or Sealer.ephemeral()
+
     def create(self, session_id: str, session_key: str, user_id: int, timeout: int) -> Deferred[Session]:
+        key_hash = self.sealer.session_hash(session_key)
+
         def thd(conn: Connection) -> Session:
             now = self.now()
-            conn.execute(S.insert().values(id=session_id, session_key=session_key, user_id=user_id,
+            conn.execute(S.insert().values(id=session_id, key_hash=key_hash, user_id=user_id,
                                            created=now, last_access=now, timeout=timeout))
-            return Session(session_id, session_key, user_id, now, now, timeout)
+            return Session(session_id, key_hash, user_id, now, now, timeout)
 
         return self.pool.do(thd)
 
@@ -47,9 +64,13 @@ class SessionsComponent(DBComponent):
                 conn.execute(S.delete().where(S.c.id == session_id))
                 return None
             conn.execute(S.update().where(S.c.id == session_id).values(last_access=now))
-            return Session(m["id"], m["session_key"], m["user_id"], m["created"], now, m["timeout"])
+            return Session(m["id"], m["key_hash"], m["user_id"], m["created"], now, m["timeout"])
 
         return self.pool.do(thd)
+
+    def key_matches(self, session: Session, presented: str) -> bool:
+        """Whether a presented session key is this session's (its hash is compared in constant time)."""
+        return self.sealer.session_matches(session.key_hash, presented)
 
     def delete(self, session_id: str) -> Deferred[None]:
         def thd(conn: Connection) -> None:

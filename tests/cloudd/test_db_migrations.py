@@ -27,6 +27,7 @@ from cloudd.db import migrate
 from cloudd.db.connector import DatabaseNotReadyError, DBConnector, redact_url
 from cloudd.db.enginestrategy import create_engine
 from cloudd.db.model import metadata
+from cloudd.util.sealing import Sealer
 from cloudd.web.signing import sign
 from tests.util.daemon import ROOT, CloudDaemon, HttpResult, http
 from tests.util.db import test_db_url, using_server_db, wipe
@@ -177,6 +178,63 @@ class MigrationTests(SynchronousTestCase):
             conn.execute(metadata.tables["domains"].insert().values(**dict(row, name="other")))
         with self.assertRaises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(metadata.tables["domains"].insert().values(**dict(row, uuid="u2", parent_id=999)))
+
+
+def rows_001(engine: Engine) -> None:
+    """The rows a database at revision 001 holds: keys and a session in clear (users 1 and 2 have keys)."""
+    t = metadata.tables
+    with engine.begin() as conn:
+        conn.execute(t["domains"].insert().values(id=1, uuid="d1", name="ROOT", path="/", level=0, state="Active",
+                                                  created=1))
+        conn.execute(t["roles"].insert().values(id=1, uuid="r1", name="User", role_type="User", created=1))
+        conn.execute(t["accounts"].insert().values(id=1, uuid="a1", name="acct", account_type=0, role_id=1,
+                                                   domain_id=1, state="enabled", created=1))
+        for i, secret in ((1, "S" * 86), (2, "é-user-chosen-" + "x" * 240), (3, None)):
+            conn.execute(t["users"].insert().values(
+                id=i, uuid=f"u{i}", username=f"user{i}", password_hash="pbkdf2_sha256$1$c2FsdA==$ZGlnZXN0",
+                account_id=1, state="enabled", api_key=f"K{i}" if secret else None, secret_key=secret, created=1))
+        conn.exec_driver_sql("INSERT INTO sessions (id, session_key, user_id, created, last_access, timeout) "
+                             "VALUES ('sid1', 'live-session-key', 1, 1, 1, 1800)")
+
+
+class Revision002Tests(SynchronousTestCase):
+    """Revision 002 seals the stored API secret keys and ends the sessions whose keys were in clear."""
+
+    def test_seals_secret_keys_and_ends_sessions(self) -> None:
+        """Existing secret keys are sealed bound to their user (even a 255-character one), users without keys
+        keep none, live sessions are gone, and sessions.session_key is now key_hash."""
+        engine = fresh_engine(self)
+        migrate.upgrade(engine, "001")
+        rows_001(engine)
+        sealer = Sealer.ephemeral()
+        migrate.upgrade(engine, sealer=sealer)
+        self.assertTrue(migrate.is_current(engine))
+        with engine.connect() as conn:
+            stored = dict(conn.exec_driver_sql("SELECT uuid, secret_key FROM users").all())
+            self.assertEqual(conn.exec_driver_sql("SELECT COUNT(*) FROM sessions").scalar_one(), 0)
+        self.assertIsNone(stored["u3"])
+        self.assertEqual(sealer.open(stored["u1"], "u1"), "S" * 86)
+        self.assertEqual(sealer.open(stored["u2"], "u2"), "é-user-chosen-" + "x" * 240)
+        for uuid in ("u1", "u2"):
+            self.assertTrue(stored[uuid].startswith(f"v1:{sealer.key_id}:"))
+            self.assertNotIn("SSSS", stored[uuid])
+            self.assertNotIn("xxxx", stored[uuid])
+        self.assertEqual([c["name"] for c in sa.inspect(engine).get_columns("sessions")],
+                         ["id", "key_hash", "user_id", "created", "last_access", "timeout"])
+
+    def test_needs_the_key(self) -> None:
+        """Without the secrets key, a database with secret keys is left at 001 with its rows untouched."""
+        engine = fresh_engine(self)
+        migrate.upgrade(engine, "001")
+        rows_001(engine)
+        with self.assertRaises(RuntimeError) as caught:
+            migrate.upgrade(engine)
+        self.assertIn("needs the secrets key", str(caught.exception))
+        with engine.connect() as conn:
+            self.assertEqual(migrate.current_revision(conn), "001")
+            self.assertEqual(conn.exec_driver_sql("SELECT secret_key FROM users WHERE uuid='u1'").scalar_one(),
+                             "S" * 86)
+        self.assertIn("session_key", [c["name"] for c in sa.inspect(engine).get_columns("sessions")])
 
 
 class SchemaCheckTests(SynchronousTestCase):
