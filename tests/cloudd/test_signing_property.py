@@ -47,6 +47,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from cloudd.web import signing
 from cloudd.web.signing import canonical_string, canonical_variants, sign, verify_signature
+from tests.util.cloud import make_cloud
+from tests.util.tenants import v3_params
 
 SEED = 20_261_202
 PARAMETER_SETS = 100_000
@@ -265,14 +267,18 @@ PLAIN_VALUES = ["json", "xml", "true", "false", "3", "1", "500", "listVirtualMac
 class ParameterSets:
     """Seeded parameter maps as the wire layer hands them over: no two names equal but for case.
 
-    Values are drawn from a pool of characters made by `random_char` and renewed every thousand
-    sets, which is much cheaper than a draw per character and still covers every plane.
+    Names and value characters are drawn from pools made by `random_name` and `random_char` and
+    renewed every thousand sets, which is much cheaper than a fresh draw each time and still
+    covers every plane.
     """
+
+    COUNTS = (1, 2, 2, 3, 3, 4)
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.made = 0
-        self.pool: list[str] = []
+        self.names: list[str] = []
+        self.chars: list[str] = []
 
     def value(self) -> str:
         rng = self.rng
@@ -280,24 +286,25 @@ class ParameterSets:
         if roll < 0.08:
             return ""
         if roll < 0.5:
-            return rng.choice(PLAIN_VALUES)
-        return "".join(rng.choices(self.pool, k=rng.randint(1, 8)))
+            return PLAIN_VALUES[int(rng.random() * len(PLAIN_VALUES))]
+        return "".join(rng.choices(self.chars, k=1 + int(rng.random() * 8)))
 
     def __next__(self) -> dict[str, str]:
         rng = self.rng
         if self.made % 1000 == 0:
-            self.pool = [random_char(rng) for _ in range(2000)]
+            self.names = [random_name(rng) for _ in range(500)]
+            self.chars = [random_char(rng) for _ in range(2000)]
         self.made += 1
         params: dict[str, str] = {}
         folded: set[str] = set()
-        for _ in range(rng.choice([1, 2, 2, 3, 3, 4])):
-            name = random_name(rng)
+        for _ in range(self.COUNTS[int(rng.random() * len(self.COUNTS))]):
+            name = self.names[int(rng.random() * len(self.names))]
             if name.lower() in folded or name.lower() == "signature":
                 continue
             folded.add(name.lower())
             params[name] = self.value()
         if rng.random() < 0.3:
-            params[rng.choice(SIGNATURE_NAMES)] = "c2lnbmF0dXJl+/="
+            params[SIGNATURE_NAMES[int(rng.random() * len(SIGNATURE_NAMES))]] = "c2lnbmF0dXJl+/="
         return params
 
 
@@ -441,3 +448,20 @@ class ConstantTimeComparisonTests(SynchronousTestCase):
         self.assertEqual([c for c in compares if c != "' ' in signature"], [])
         calls = {ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
         self.assertIn("hmac.compare_digest", calls)
+
+    def test_the_api_decides_by_compare_digest(self) -> None:
+        """Through the query API too: with `compare_digest` answering False a correctly signed request
+        gets 401, answering True a wrongly signed one is served; the received signature is what it saw."""
+        cloud = make_cloud()
+        self.addCleanup(cloud.stop)
+        cloud.reactor.advance(1_700_000_000)
+        good = v3_params(cloud, "listDomains")
+        wrong = {**good, "signature": sign(good, "not-the-secret")}
+        self.assertEqual(cloud.request(good).status, 200)
+        self.assertEqual(cloud.request(wrong).status, 401)
+        calls = self.recording(answer=False)
+        self.assertEqual(cloud.request(good).status, 401)
+        self.assertIn(good["signature"].encode(), [b for _, b in calls])
+        calls = self.recording(answer=True)
+        self.assertEqual(cloud.request(wrong).status, 200)
+        self.assertIn(wrong["signature"].encode(), [b for _, b in calls])
