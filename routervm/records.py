@@ -19,6 +19,12 @@ JSON shape (`VmRecord.from_json` / `VmRecord.to_json`)::
 
 Only `uuid`, `instance_name`, `hostname` and `nics` are required; every other member may be left out
 (meaning null, or empty for `extra` and `public_keys`).  Unknown members are rejected.
+
+Memory: a router holds one record per VM for as long as it runs (10,000 and more), so records are
+slotted, and the values many VMs have in common (interface names, offering, zone, public address,
+cloud identifier, domain, key names and values, SSH keys) are interned strings held once.
+`VmRecord.from_json` also takes a `shared` dict, one per full state, through which equal user
+data, key lists and custom-key tuples are held once too.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +97,18 @@ _OPTIONAL_TEXT_FIELDS = (
     "cloud_domain_id",
     "cloud_name",
 )
+# The optional members that many VMs have in common (one offering, zone, public address, cloud).
+_SHARED_TEXT_FIELDS = (
+    "service_offering",
+    "availability_zone",
+    "public_ipv4",
+    "public_hostname",
+    "cloud_identifier",
+    "hypervisor_host_name",
+    "cloud_domain",
+    "cloud_domain_id",
+    "cloud_name",
+)
 _KNOWN_MEMBERS = frozenset(
     {"uuid", "instance_name", "hostname", "nics", "extra", "user_data", "public_keys", *_OPTIONAL_TEXT_FIELDS}
 )
@@ -110,7 +129,22 @@ def _normalise_mac(mac: object) -> str:
     lowered = mac.lower()
     if not _MAC_RE.match(lowered):
         raise RecordError(f"mac {mac!r} is not of the form aa:bb:cc:dd:ee:ff")
-    return lowered
+    return mac if lowered == mac else lowered  # no second copy of a MAC already in lower case
+
+
+def _intern(value: str | None) -> str | None:
+    """`value`, held once per process (for the values many VMs share)."""
+    return sys.intern(value) if type(value) is str else value
+
+
+def _share(shared: dict[Any, Any] | None, value: Any) -> Any:
+    """The first value equal to `value` seen through `shared` (None: `value` itself)."""
+    if shared is None:
+        return value
+    try:
+        return shared.setdefault(value, value)
+    except TypeError:  # unhashable, so malformed: the record's checks say what is wrong
+        return value
 
 
 # An IPv4 address already in canonical dotted-quad form (no leading zeros): `_normalise_ip` returns
@@ -145,7 +179,7 @@ def identity_key(interface: str, mac: str, ip: str) -> IdentityKey:
     return (_check_interface(interface), _normalise_mac(mac), _normalise_ip(ip))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Nic:
     """One NIC of a VM on a network this router serves."""
 
@@ -161,6 +195,7 @@ class Nic:
         # Store the canonical forms so equality and the index agree.
         object.__setattr__(self, "mac", key[1])
         object.__setattr__(self, "ip", key[2])
+        object.__setattr__(self, "interface", _intern(self.interface))
 
     @property
     def key(self) -> IdentityKey:
@@ -210,7 +245,7 @@ def decode_user_data(text: object) -> bytes | None:
     return data
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VmRecord:
     """Everything the router knows about one VM.
 
@@ -250,6 +285,8 @@ class VmRecord:
                 raise RecordError(f"{name} must not be empty")
         for name in _OPTIONAL_TEXT_FIELDS:
             _check_text(name, getattr(self, name), optional=True)
+        for name in _SHARED_TEXT_FIELDS:
+            object.__setattr__(self, name, _intern(getattr(self, name)))
         if not isinstance(self.nics, tuple) or not all(isinstance(n, Nic) for n in self.nics):
             raise RecordError("nics must be a tuple of Nic")
         if not self.nics:
@@ -269,6 +306,8 @@ class VmRecord:
                 raise RecordError(f"public_keys[{index}] must be a non-empty string")
             if "\n" in key or "\r" in key:
                 raise RecordError(f"public_keys[{index}] must be a single line")
+        if any(type(key) is str and key is not sys.intern(key) for key in self.public_keys):
+            object.__setattr__(self, "public_keys", tuple(map(_intern, self.public_keys)))
         self._check_extra()
 
     def _check_extra(self) -> None:
@@ -289,6 +328,9 @@ class VmRecord:
             seen.add(folded)
             if not isinstance(value, str):
                 raise RecordError(f"extra value for {key!r} must be a string")
+        if any(type(k) is str and type(v) is str and (k is not sys.intern(k) or v is not sys.intern(v))
+               for k, v in self.extra):
+            object.__setattr__(self, "extra", tuple((_intern(k), _intern(v)) for k, v in self.extra))
 
     @property
     def default_nic(self) -> Nic:
@@ -299,8 +341,11 @@ class VmRecord:
         return self.nics[0]
 
     @classmethod
-    def from_json(cls, obj: object) -> VmRecord:
-        """Build a record from its decoded JSON form; raises `RecordError` on any defect."""
+    def from_json(cls, obj: object, shared: dict[Any, Any] | None = None) -> VmRecord:
+        """Build a record from its decoded JSON form; raises `RecordError` on any defect.
+
+        `shared`, when given, is a dict kept across the records of one state: equal user data,
+        key lists and custom-key tuples are then one object for all the records."""
         if not isinstance(obj, Mapping):
             raise RecordError("a VM record must be an object")
         unknown = set(obj) - _KNOWN_MEMBERS
@@ -325,9 +370,9 @@ class VmRecord:
             instance_name=obj["instance_name"],
             hostname=obj["hostname"],
             nics=tuple(Nic.from_json(n) for n in nics),
-            extra=tuple((k, v) for k, v in extra.items()),
-            user_data=decode_user_data(obj.get("user_data")),
-            public_keys=tuple(keys),
+            extra=_share(shared, tuple((_intern(k), _intern(v)) for k, v in extra.items())) if extra else (),
+            user_data=_share(shared, decode_user_data(obj.get("user_data"))),
+            public_keys=_share(shared, tuple(map(_intern, keys))) if keys else (),
             **{name: obj.get(name) for name in _OPTIONAL_TEXT_FIELDS},
         )
 
@@ -352,23 +397,25 @@ class VmRecord:
 class RecordIndex:
     """Owner lookup: (guest interface, source MAC, source IP) → the `VmRecord` holding that NIC.
 
-    Built once per applied state; lookups are one dict access.  Duplicate uuids or a triple claimed
-    by two records raise `RecordError` when building, so an ambiguous state is never applied.
+    Built once per applied state; lookups are one dict access (and a scan of the owner's few NICs,
+    which saves holding a (record, NIC) pair per NIC).  Duplicate uuids or a triple claimed by two
+    records raise `RecordError` when building, so an ambiguous state is never applied.
     """
+
+    __slots__ = ("_by_key", "_by_uuid")
 
     def __init__(self, records: Iterable[VmRecord] = ()) -> None:
         by_uuid: dict[str, VmRecord] = {}
-        by_key: dict[IdentityKey, tuple[VmRecord, Nic]] = {}
+        by_key: dict[IdentityKey, VmRecord] = {}
         for record in records:
             if record.uuid in by_uuid:
                 raise RecordError(f"two records have uuid {record.uuid!r}")
             by_uuid[record.uuid] = record
             for nic in record.nics:
-                if nic.key in by_key:
-                    raise RecordError(
-                        f"records {by_key[nic.key][0].uuid!r} and {record.uuid!r} share one nic"
-                    )
-                by_key[nic.key] = (record, nic)
+                key = nic.key
+                if key in by_key:
+                    raise RecordError(f"records {by_key[key].uuid!r} and {record.uuid!r} share one nic")
+                by_key[key] = record
         self._by_uuid = by_uuid
         self._by_key = by_key
 
@@ -391,9 +438,18 @@ class RecordIndex:
             key = identity_key(interface, mac, ip)
         except RecordError:
             return None
-        return self._by_key.get(key)
+        record = self._by_key.get(key)
+        if record is None:
+            return None
+        for nic in record.nics:
+            if nic.interface == key[0] and nic.mac == key[1] and nic.ip == key[2]:
+                return record, nic
+        return None  # not reached: the index holds a record under its NICs' keys only
 
     def lookup(self, interface: str, mac: str, ip: str) -> VmRecord | None:
         """The record owning the triple, or ``None``."""
-        found = self.owner(interface, mac, ip)
-        return None if found is None else found[0]
+        try:
+            key = identity_key(interface, mac, ip)
+        except RecordError:
+            return None
+        return self._by_key.get(key)

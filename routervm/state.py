@@ -71,6 +71,7 @@ __all__ = [
     "StateKeeper",
     "UnknownVm",
     "derive",
+    "encode_state_file",
     "load_or_create_key",
 ]
 
@@ -270,6 +271,8 @@ class RouterState:
     network: NetworkSettings
     vms: tuple[VmRecord, ...] = ()
     rules: RouterRules | None = None
+    #: The owner index over `vms`, built once when checking them; `derive` uses it.
+    index: RecordIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _generation(self.generation)
@@ -281,7 +284,7 @@ class RouterState:
         ordered = tuple(sorted(self.vms, key=lambda r: r.uuid))
         object.__setattr__(self, "vms", ordered)
         try:
-            RecordIndex(ordered)
+            object.__setattr__(self, "index", RecordIndex(ordered))
         except RecordError as exc:
             raise StateError(str(exc)) from None
         network = self.network.network
@@ -310,10 +313,7 @@ class RouterState:
                 raise StateError(f"vm {record.uuid}: the host name must be ASCII")
 
     def vm(self, uuid: str) -> VmRecord | None:
-        for record in self.vms:
-            if record.uuid == uuid:
-                return record
-        return None
+        return self.index.by_uuid(uuid)
 
     def evolve(self, *, generation: int, vms: tuple[VmRecord, ...] | None = None,
                rules: RouterRules | None | _Keep = _KEEP) -> RouterState:
@@ -339,9 +339,10 @@ class RouterState:
         if not isinstance(vms, list):
             raise StateError("vms must be a list of VM records")
         records = []
+        shared: dict[Any, Any] = {}  # one object for equal user data and key lists
         for i, item in enumerate(vms):
             try:
-                records.append(VmRecord.from_json(item))
+                records.append(VmRecord.from_json(item, shared))
             except RecordError as exc:
                 raise StateError(f"vms[{i}]: {exc}") from None
         raw_rules = obj.get("rules")
@@ -349,8 +350,11 @@ class RouterState:
         return cls(generation=generation, network=network, vms=tuple(records), rules=rules)
 
     def to_json(self) -> dict[str, Any]:
+        return {**self.to_json_without_vms(), "vms": [r.to_json() for r in self.vms]}
+
+    def to_json_without_vms(self) -> dict[str, Any]:
+        """`to_json` but for the ``vms`` member."""
         return {"generation": self.generation, "network": self.network.to_json(),
-                "vms": [r.to_json() for r in self.vms],
                 "rules": None if self.rules is None else self.rules.to_json()}
 
     def same_content(self, other: RouterState) -> bool:
@@ -406,8 +410,28 @@ def derive(state: RouterState, default_lease_seconds: int = INFINITE_LEASE) -> S
         router_dns=net.router_dns,
         lease_seconds=default_lease_seconds if net.lease_seconds is None else net.lease_seconds,
         classless_routes=routes, mtu=net.mtu)
-    return Snapshot(state=state, records=RecordIndex(state.vms), reservations=ReservationTable(reservations),
+    return Snapshot(state=state, records=state.index, reservations=ReservationTable(reservations),
                     dhcp=dhcp, rules=state.rules)
+
+
+def encode_state_file(state: RouterState) -> bytes:
+    """The state file's bytes: ``{"format": 1, "state": <state JSON>}`` with sorted keys and no
+    spaces, exactly what one `json.dumps` of that document gives.
+
+    Built one VM at a time (`vms` sorts last), so the JSON form of the whole state never exists at
+    once: encoding runs on the writer thread while the reactor thread builds the new views, and a
+    whole-state document of small objects interleaved with those long-lived views would leave the
+    process holding the document's memory long after it is freed."""
+    dump = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+    body = state.to_json_without_vms()
+    out = bytearray(dump({"format": _FORMAT, "state": body})[: -len("}}")].encode())
+    out += b',"vms":['
+    for i, record in enumerate(state.vms):
+        if i:
+            out += b","
+        out += dump(record.to_json()).encode()
+    out += b"]}}"
+    return bytes(out)
 
 
 def load_or_create_key(path: str) -> bytes:
@@ -622,8 +646,7 @@ class StateKeeper:
 
     def _write_state(self, state: RouterState) -> None:
         def encode() -> bytes:  # on the writer's thread: the state is immutable
-            document = {"format": _FORMAT, "state": state.to_json()}
-            return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+            return encode_state_file(state)
 
         written = self._writer.write(self.path, encode, 0o600)
         written.addErrback(self._write_failed, f"the state (generation {state.generation})", self.path)

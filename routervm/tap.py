@@ -35,10 +35,13 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
     from twisted.internet import reactor
 
+    from routervm.memory import fix_mmap_threshold
     from routervm.service import RouterService
     from routervm.state import KEY_FILE, load_or_create_key
 
     config: Config = options["settings"]
+    # Large blocks freed after a full sync go back to the system (routervm.memory).
+    fix_mmap_threshold()
     state_dir = os.path.join(options["basedir"], "state")
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     key = load_or_create_key(os.path.join(state_dir, KEY_FILE))

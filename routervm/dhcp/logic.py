@@ -91,7 +91,7 @@ class DhcpLogic:
         entry = fast.entries.get(chaddr)
         if entry is None:
             return SILENT
-        yiaddr_siaddr, block, routes = entry
+        yiaddr_siaddr, head, hostname, routes = entry
         ciaddr = data[12:16]
         kind = options.get(p.OPT_MESSAGE_TYPE)
         if kind == _DISCOVER_VALUE:
@@ -139,7 +139,9 @@ class DhcpLogic:
                 chaddr,
                 _CHADDR_PAD_TO_OPTIONS,
                 kind_option,
-                block,
+                head,
+                hostname,
+                fast.suffix,
                 route121,
                 route249,
                 msft,
@@ -318,8 +320,11 @@ class DhcpLogic:
 class _FastTable:
     """What `DhcpLogic.fast_reply` needs, precomputed for one host list (`source`) and network:
     per MAC, yiaddr + siaddr and the encoded OFFER/ACK options from the server identifier up to the
-    classless routes (identical for both; only option 53 differs), plus the encoded 121/249 options
-    for that reservation's kind of NIC (empty when no routes are configured)."""
+    classless routes (identical for both; only option 53 differs) in three parts: the options
+    before the host name (one object per kind of NIC), the host name option, and `suffix` (common
+    to all); plus the encoded 121/249 options for that reservation's kind of NIC (None when no
+    routes are configured).  Only the first two parts are per MAC: a router holds this table for
+    every VM as long as it runs."""
 
     def __init__(self, logic: DhcpLogic, source: Mapping[bytes, Reservation]) -> None:
         self.source = source
@@ -342,13 +347,14 @@ class _FastTable:
             default_nic: server_id + p.encode_options(logic._nic_options(default_nic, inform=False))
             for default_nic in (True, False)
         }
-        suffix = p.encode_options(logic._tail_options())
-        self.entries: dict[bytes, tuple[bytes, bytes, tuple[bytes, bytes] | None]] = {}
+        self.suffix = p.encode_options(logic._tail_options())
+        self.entries: dict[bytes, tuple[bytes, bytes, bytes, tuple[bytes, bytes] | None]] = {}
         for mac, reservation in source.items():
             hostname = p.encode_option(*p.opt_hostname(reservation.hostname)) if reservation.hostname else b""
             self.entries[mac] = (
                 reservation.ip.packed + self.router_id,
-                prefix[reservation.default_nic] + hostname + suffix,
+                prefix[reservation.default_nic],
+                hostname,
                 routes[reservation.default_nic],
             )
 

@@ -24,8 +24,10 @@ def format_mac(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reservation:
+    """One static host; slotted, as a router holds one per VM NIC for as long as it runs."""
+
     mac: bytes
     ip: IPv4Address
     hostname: str | None = None

@@ -1,0 +1,184 @@
+"""Tests for what keeps the router's memory per VM small: slotted records, values held once, the
+state file encoded one VM at a time, one owner index per state, shared DNS name strings, and the
+allocator setting of `routervm.memory`; plus a budget for the views of 1,000 VMs."""
+
+from __future__ import annotations
+
+import gc
+import json
+import tracemalloc
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from routervm.dhcp.logic import DhcpLogic
+from routervm.dhcp.reservations import Reservation
+from routervm.dns.table import DnsTable
+from routervm.memory import MMAP_THRESHOLD, fix_mmap_threshold
+from routervm.records import Nic, VmRecord
+from routervm.state import RouterState, derive, encode_state_file
+
+#: Bytes per VM that the records, state, owner index, DHCP host list and fast table and the DNS
+#: table of `document(1000)` may hold (tracemalloc; about 1,600 now, 2,350 before they were
+#: made compact).
+BUDGET_PER_VM = 1800
+
+
+def vm_json(i: int, **extra: Any) -> dict[str, Any]:
+    """VM `i` as cloudd sends it: unique names and addresses, the values VMs share."""
+    record: dict[str, Any] = {
+        "uuid": f"00000000-0000-4000-8000-{i:012d}", "instance_name": f"i-2-{i}-VM", "hostname": f"vm{i:05d}",
+        "nics": [{"mac": f"02:00:00:28:{i // 256:02x}:{i % 256:02x}",
+                  "ip": f"10.40.{(i + 10) // 250}.{(i + 10) % 250 + 2}", "default": True, "interface": "eth0"}],
+        "service_offering": "Small Instance", "availability_zone": "zone1", "public_ipv4": "203.0.113.10",
+        "cloud_identifier": "0c3e9b36-aaaa-bbbb-cccc-ddddeeeeffff",
+        "public_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop"],
+        "user_data": "I2Nsb3VkLWNvbmZpZwpob3N0bmFtZTogd2ViMQo=",
+    }
+    record.update(extra)
+    return record
+
+
+def document(count: int, **network: Any) -> dict[str, Any]:
+    net: dict[str, Any] = {"interface": "eth0", "cidr": "10.40.0.0/16", "router_ip": "10.40.0.1",
+                           "gateway": "10.40.0.1", "domain": "cloud.internal", "dns_servers": ["192.0.2.53"]}
+    net.update(network)
+    return {"generation": 3, "network": net, "vms": [vm_json(i) for i in range(count)]}
+
+
+class CompactRecordTests(SynchronousTestCase):
+    def test_slotted(self) -> None:
+        """Records, NICs and DHCP reservations carry no per-instance dict."""
+        state = RouterState.from_json(document(1))
+        record = state.vms[0]
+        reservation = derive(state).reservations.lookup(bytes.fromhex("020000280000"))
+        assert reservation is not None
+        for obj in (record, record.nics[0], reservation):
+            self.assertFalse(hasattr(obj, "__dict__"), type(obj).__name__)
+        self.assertIsInstance(reservation, Reservation)
+
+    def test_shared_values(self) -> None:
+        """The values VMs have in common are one object for every record of a state: text fields
+        and key lists through interning, user data through the state's shared values."""
+        state = RouterState.from_json(json.loads(json.dumps(document(3))))
+        first, *others = state.vms
+        for other in others:
+            for name in ("service_offering", "availability_zone", "public_ipv4", "cloud_identifier",
+                         "user_data", "public_keys"):
+                self.assertIs(getattr(other, name), getattr(first, name), name)
+            self.assertIs(other.nics[0].interface, first.nics[0].interface)
+        self.assertEqual(first.user_data, b"#cloud-config\nhostname: web1\n")
+
+    def test_interned_when_built_directly(self) -> None:
+        """A record built in code shares its common strings too, whoever built them."""
+        zone = "".join(["zo", "ne1"])
+        key = "".join(["ssh-ed25519 ", "AAAA"])
+        a = VmRecord(uuid="a", instance_name="i-a", hostname="a", availability_zone="zone1",
+                     nics=(Nic(mac="02:00:00:00:00:01", ip="10.0.0.2", default=True, interface="eth0"),),
+                     public_keys=("ssh-ed25519 AAAA",), extra=(("role", "web"),))
+        b = VmRecord(uuid="b", instance_name="i-b", hostname="b", availability_zone=zone,
+                     nics=(Nic(mac="02:00:00:00:00:02", ip="10.0.0.3", default=True, interface="eth0"),),
+                     public_keys=(key,), extra=(("".join(["ro", "le"]), "".join(["w", "eb"])),))
+        self.assertIs(a.availability_zone, b.availability_zone)
+        self.assertIs(a.public_keys[0], b.public_keys[0])
+        self.assertIs(a.extra[0][0], b.extra[0][0])
+        self.assertIs(a.extra[0][1], b.extra[0][1])
+        self.assertEqual(b, VmRecord.from_json(b.to_json()))
+
+    def test_unhashable_values_still_refused(self) -> None:
+        """Sharing never hides a malformed member: the record's own checks still refuse it."""
+        shared: dict[Any, Any] = {}
+        for bad in ({"public_keys": [["nested"]]}, {"extra": {"k": ["v"]}}):
+            with self.subTest(bad=bad):
+                self.assertRaises(ValueError, VmRecord.from_json, vm_json(0, **bad), shared)
+
+    def test_one_index_per_state(self) -> None:
+        """The owner index built while checking a state is the one the views use."""
+        state = RouterState.from_json(document(2))
+        self.assertIs(derive(state).records, state.index)
+        self.assertIs(state.vm(state.vms[1].uuid), state.vms[1])
+        self.assertIsNone(state.vm("nope"))
+        self.assertEqual(state, RouterState.from_json(document(2)))
+
+
+class StateFileTests(SynchronousTestCase):
+    def test_encoding_is_one_dump(self) -> None:
+        """The state file, built one VM at a time, is byte for byte one `json.dumps` of the
+        document with sorted keys, with or without VMs and rules, non-ASCII text included."""
+        full = document(3)
+        full["vms"][1]["service_offering"] = "Petite instance \u00e9t\u00e9 \U0001f600"
+        full["vms"][2]["extra"] = {"b": "2", "a": "1"}
+        full["rules"] = {"public_addresses": [{"interface": "eth2", "ip": "203.0.113.10", "source_nat": True}]}
+        for doc in (full, document(0), document(1)):
+            state = RouterState.from_json(doc)
+            expected = json.dumps({"format": 1, "state": state.to_json()}, sort_keys=True, separators=(",", ":"))
+            self.assertEqual(encode_state_file(state), expected.encode())
+
+
+class DnsNameTests(SynchronousTestCase):
+    def test_names_held_once(self) -> None:
+        """A VM's FQDN is one string for its table key and its PTR target; its host name key is
+        the record's own string."""
+        state = RouterState.from_json(document(2))
+        table = DnsTable.build("cloud.internal", "10.40.0.1", state.vms)
+        keys = {name: name for name in table.names()}
+        for record in state.vms:
+            fqdn = keys[f"{record.hostname}.cloud.internal"]
+            ip = record.nics[0].ip
+            pointer = table.names()[".".join(reversed(ip.split("."))) + ".in-addr.arpa"].pointer
+            self.assertIs(pointer, fqdn)
+            self.assertIs(keys[record.hostname], record.hostname)
+
+
+class BudgetTests(SynchronousTestCase):
+    def test_views_of_1000_vms(self) -> None:
+        """Parsing a state of 1,000 VMs and deriving what the data plane holds for them (owner
+        index, DHCP host list and fast table, DNS table) keeps under `BUDGET_PER_VM` bytes per
+        VM, JSON strings kept by the records included."""
+        text = json.dumps(document(1000))
+        gc.collect()
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        state = RouterState.from_json(json.loads(text))
+        snapshot = derive(state)
+        table = DnsTable.build("cloud.internal", "10.40.0.1", state.vms)
+        logic = DhcpLogic(snapshot.reservations, snapshot.dhcp, Clock())
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+        self.assertEqual((len(table.names()), len(logic.table)), (2 * 1000 + 1000 + 3 + 1, 1000))
+        self.assertLess(held / 1000, BUDGET_PER_VM)
+
+
+class _FakeLibc:
+    def __init__(self, answer: int) -> None:
+        self.answer = answer
+        self.calls: list[tuple[int, int]] = []
+
+    def mallopt(self, option: int, value: int) -> int:
+        self.calls.append((option, value))
+        return self.answer
+
+
+class MmapThresholdTests(SynchronousTestCase):
+    def test_fixed(self) -> None:
+        """glibc: M_MMAP_THRESHOLD (-3) is set to 128 KiB."""
+        libc = _FakeLibc(1)
+        self.assertTrue(fix_mmap_threshold(libc))
+        self.assertEqual(libc.calls, [(-3, MMAP_THRESHOLD)])
+        self.assertEqual(MMAP_THRESHOLD, 131072)
+
+    def test_refused(self) -> None:
+        """mallopt answering 0 is logged as a warning, without failing."""
+        with capturedLogs() as events:
+            self.assertFalse(fix_mmap_threshold(_FakeLibc(0)))
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.warn])
+
+    def test_other_c_library(self) -> None:
+        """A C library without mallopt: nothing to do."""
+        self.assertFalse(fix_mmap_threshold(object()))
+
+    def test_this_process(self) -> None:
+        """On this machine's C library the call succeeds or is a no-op; it never raises."""
+        self.assertIn(fix_mmap_threshold(), (True, False))
