@@ -500,8 +500,14 @@ class AccountsComponent(DBComponent):
 
     def thd_insert_users_bulk(self, conn: Connection, account_id: int,
                               rows: list[dict[str, object]]) -> None:
-        """Insert many users at once (benches and fixtures); `rows` hold username/password_hash/…."""
+        """Insert many users at once (benches and fixtures); `rows` hold username/password_hash/…
+        (a secret_key given in clear is stored sealed)."""
         now = self.now()
-        conn.execute(U.insert(), [
-            {"uuid": new_uuid(), "account_id": account_id, "state": "enabled", "created": now,
-             "is_default": 0, **r} for r in rows])
+        values = []
+        for r in rows:
+            row = {"uuid": new_uuid(), "account_id": account_id, "state": "enabled", "created": now,
+                   "is_default": 0, **r}
+            if row.get("secret_key") is not None:
+                row["secret_key"] = self.sealer.seal(str(row["secret_key"]), str(row["uuid"]))
+            values.append(row)
+        conn.execute(U.insert(), values)

@@ -25,7 +25,7 @@ from cloudd import bootstrap, tap
 from cloudd.db import migrate, model
 from cloudd.db.accounts import AccountsComponent
 from cloudd.db.base import Scope
-from cloudd.service import make_cloud_manager
+from cloudd.service import CloudManager, make_cloud_manager
 from cloudd.util.sealing import Sealer, SealError, SecretsKeyError, new_key_text, parse_key
 from cloudd.web.signing import sign
 from tests.cloudd.test_db_migrations import run_cli
@@ -187,6 +187,52 @@ class PrivateBasedirTests(SynchronousTestCase):
         self.assertTrue(all(e["log_level"] == LogLevel.warn for e in events))
 
 
+class MakeServiceTests(SynchronousTestCase):
+    """tap.makeService closes the base directory, sets the umask and hands the secrets key down."""
+
+    def test_umask_basedir_and_key(self) -> None:
+        """After makeService the umask is 0077, the base directory 0700, and the database components seal
+        with the key of <basedir>/secrets.key (or of --secrets-key-file)."""
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        basedir = os.path.abspath(self.mktemp())
+        os.makedirs(basedir, mode=0o755)
+        options = tap.Options()
+        options.parseOptions(["--basedir", basedir])
+        svc = tap.makeService(options)
+        self.assertEqual(os.umask(0o077), 0o077)
+        assert isinstance(svc, CloudManager)
+        self.addCleanup(svc.db.engine.dispose)
+        self.assertEqual(mode_of(basedir), 0o700)
+        key_path = os.path.join(basedir, "secrets.key")
+        self.assertEqual(svc.db.sealer.source, key_path)
+        self.assertIs(svc.db.accounts.sealer, svc.db.sealer)
+        self.assertIs(svc.db.sessions.sealer, svc.db.sealer)
+        with open(key_path) as f:
+            self.assertEqual(svc.db.sealer.key_id, Sealer(parse_key(f.read(), "t"), "t").key_id)
+
+        other = os.path.abspath(self.mktemp())
+        with open(other, "w") as f:
+            f.write(new_key_text())
+        options = tap.Options()
+        options.parseOptions(["--basedir", basedir, "--secrets-key-file", other])
+        svc = tap.makeService(options)
+        assert isinstance(svc, CloudManager)
+        self.addCleanup(svc.db.engine.dispose)
+        self.assertEqual(svc.db.sealer.source, other)
+
+    def test_bad_key_exits(self) -> None:
+        """A key that cannot be read ends makeService with a one-line reason (twistd prints it, exit 1)."""
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        options = tap.Options()
+        missing = os.path.abspath(self.mktemp())
+        options.parseOptions(["--basedir", os.path.abspath(self.mktemp()), "--secrets-key-file", missing])
+        err = self.assertRaises(SystemExit, tap.makeService, options)
+        self.assertEqual(str(err), f"cloudd could not start: the secrets key file {missing} cannot be read: "
+                                   "No such file or directory")
+
+
 class StoredSecretsTests(SynchronousTestCase):
     """The accounts and sessions components keep secret keys sealed and session keys hashed."""
 
@@ -208,7 +254,8 @@ class StoredSecretsTests(SynchronousTestCase):
         return self.db.pool.do_sync(lambda conn: [r[0] for r in conn.execute(sa.select(table.c[column]))])
 
     def test_secret_keys_sealed(self) -> None:
-        """Bootstrap and update_user store the secret sealed; a lookup by API key opens it; login does not."""
+        """Bootstrap, update_user and the bulk insert store the secret sealed; a lookup by API key opens it;
+        the lookup for a login does not."""
         stored = [v for v in self.raw(model.users, "secret_key") if v is not None]
         self.assertEqual(len(stored), 1)
         self.assertNotIn(self.creds.secretkey, stored[0])
@@ -220,6 +267,11 @@ class StoredSecretsTests(SynchronousTestCase):
         self.successResultOf(self.db.accounts.update_user(creds.user, {"api_key": "K2", "secret_key": "S2-chosen"}))
         self.assertNotIn("S2-chosen", "".join(v for v in self.raw(model.users, "secret_key") if v))
         self.assertEqual(self.successResultOf(self.db.accounts.credentials_by_api_key("K2")).secret_key, "S2-chosen")
+        account = creds.user.account.id
+        self.db.pool.do_sync(lambda conn: self.db.accounts.thd_insert_users_bulk(conn, account, [
+            {"username": "bulk", "password_hash": "h", "api_key": "K3", "secret_key": "S3-bulk"}]))
+        self.assertNotIn("S3-bulk", "".join(v for v in self.raw(model.users, "secret_key") if v))
+        self.assertEqual(self.successResultOf(self.db.accounts.credentials_by_api_key("K3")).secret_key, "S3-bulk")
 
     def test_moved_ciphertext_does_not_open(self) -> None:
         """A sealed key copied onto another user's row gives that user no secret, and an error log without it."""

@@ -88,6 +88,9 @@ class MakeServiceTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.basedir = os.path.abspath(self.mktemp())
+        # makeService sets the daemon's umask (0077); the test process gets its own back
+        umask = os.umask(0o077)
+        self.addCleanup(os.umask, umask)
 
     def test_fresh_basedir(self) -> None:
         """A fresh base directory is created, with a server id, and its new SQLite file may be migrated."""
