@@ -29,6 +29,7 @@ the capability to bind privileged ports (twistd ``--uid/--gid`` would drop it to
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,11 @@ from routervm.state import Snapshot, StateKeeper
 __all__ = ["DataPlane", "Ports"]
 
 
+#: Listen backlog of the guest TCP listeners: a burst of connections from one guest (which the
+#: limiter then closes) must not fill the accept queue, where the kernel drops other guests' SYNs.
+BACKLOG = 4096
+
+
 @dataclass(frozen=True)
 class Ports:
     """The data plane's port numbers (tests use 0 for the TCP/UDP ones)."""
@@ -63,6 +69,25 @@ class Ports:
     dhcp: int = 67
     metadata: int = 80
     password: int = 8080
+
+
+#: Receive buffer of the DNS UDP socket: room for a few thousand queries, so that a flood from one
+#: guest and a moment without CPU do not make the kernel drop everyone's queries.
+DNS_RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+def _enlarge_receive_buffer(port: IListeningPort) -> None:
+    sock = getattr(port, "socket", None)
+    if sock is None:
+        return
+    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):  # FORCE: beyond rmem_max, as root
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, DNS_RECEIVE_BUFFER)
+            return
+        except OSError:
+            continue
 
 
 def _binding(snapshot: Snapshot) -> tuple[str, str, tuple[str, ...]]:
@@ -204,9 +229,11 @@ class DataPlane(Service):
         if self.limiter is None:
             return list(dns.listen(self.ports.dns, address))
         udp: IListeningPort = self.reactor.listenUDP(self.ports.dns, dns.protocol, interface=address)
+        _enlarge_receive_buffer(udp)
         try:
             port = udp.getHost().port if self.ports.dns == 0 else self.ports.dns  # type: ignore[attr-defined]
-            tcp: IListeningPort = self.reactor.listenTCP(port, self.limiter.wrap(dns.factory), interface=address)
+            tcp: IListeningPort = self.reactor.listenTCP(port, self.limiter.wrap(dns.factory), backlog=BACKLOG,
+                                                         interface=address)
         except BaseException:
             udp.stopListening()
             raise
@@ -216,9 +243,10 @@ class DataPlane(Service):
         if self.limiter is not None:
             factory = self.limiter.wrap(factory)
         if self.listen_address is not None:
-            listening: IListeningPort = self.reactor.listenTCP(port, factory, interface=self.listen_address)
+            listening: IListeningPort = self.reactor.listenTCP(port, factory, backlog=BACKLOG,
+                                                               interface=self.listen_address)
             return listening
-        return listen_tcp_on_device(self.reactor, port, factory, interface)
+        return listen_tcp_on_device(self.reactor, port, factory, interface, backlog=BACKLOG)
 
     async def _unbind(self) -> None:
         ports, self.listening = self.listening, []

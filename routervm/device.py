@@ -25,8 +25,8 @@ class DeviceTCPPort(tcp.Port):
     """A TCP port whose socket is tied to `device` before it binds."""
 
     def __init__(self, port: int, factory: ServerFactory, device: str, interface: str = "",
-                 reactor: object = None) -> None:
-        super().__init__(port, factory, interface=interface, reactor=reactor)
+                 reactor: object = None, backlog: int = 50) -> None:
+        super().__init__(port, factory, backlog=backlog, interface=interface, reactor=reactor)
         self.device = device
 
     def createInternetSocket(self) -> socket.socket:  # noqa: N802 (Twisted API)
@@ -35,8 +35,9 @@ class DeviceTCPPort(tcp.Port):
         return skt
 
 
-def listen_tcp_on_device(reactor: object, port: int, factory: ServerFactory, device: str) -> IListeningPort:
+def listen_tcp_on_device(reactor: object, port: int, factory: ServerFactory, device: str,
+                         backlog: int = 50) -> IListeningPort:
     """Listen on 0.0.0.0:`port` of `device` only."""
-    listening = DeviceTCPPort(port, factory, device, interface="0.0.0.0", reactor=reactor)
+    listening = DeviceTCPPort(port, factory, device, interface="0.0.0.0", reactor=reactor, backlog=backlog)
     listening.startListening()
     return listening

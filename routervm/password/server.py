@@ -74,8 +74,11 @@ class PasswordService:
         self.neighbours = neighbours
         self.store = store
         # uuid → fingerprint of the password last logged as served: each pending password is
-        # logged once (at info), not on every fetch a guest repeats (at debug).
+        # logged once, not on every fetch a guest repeats (those are only counted: twistd's log
+        # file takes every level, debug included).
         self._announced: dict[str, int] = {}
+        #: Fetches of a pending password already logged as served.
+        self.served_again = 0
 
     def __repr__(self) -> str:
         return f"<PasswordService {self.index!r} {self.store!r}>"
@@ -122,7 +125,7 @@ class PasswordService:
                     self._announced[record.uuid] = fingerprint
                     self.log.info("password served to vm {uuid}", uuid=record.uuid)
                 else:
-                    self.log.debug("password served again to vm {uuid}", uuid=record.uuid)
+                    self.served_again += 1
         elif command is Command.SAVED_PASSWORD:
             self._announced.pop(record.uuid, None)
             self.store.acknowledge(record.uuid)

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from routervm.http import LeanHTTPProtocol
@@ -107,6 +108,25 @@ class PasswordServerTests(SynchronousTestCase):
         self.store.set(UUID, "SekritSquirrel")
         self.assertEqual(self.ask("send_my_password"), HEAD + b"SekritSquirrel")
         self.assertEqual(self.ask("send_my_password"), HEAD + b"SekritSquirrel")
+
+    def test_repeated_fetch_logged_once(self) -> None:
+        """A guest fetching its pending password again and again logs one line (then counts);
+        a new password, or the same one after an acknowledgement, is logged again."""
+        self.store.set(UUID, "SekritSquirrel")
+        with capturedLogs() as events:
+            for _ in range(50):
+                self.ask("send_my_password")
+        served = [e for e in events if "served" in e["log_format"]]
+        self.assertEqual([e["uuid"] for e in served], [UUID])
+        self.assertEqual(self.service.served_again, 49)
+        self.assertNotIn("SekritSquirrel", repr(events))
+        with capturedLogs() as events:
+            self.store.set(UUID, "second-one")
+            self.ask("send_my_password")
+            self.ask("saved_password")
+            self.store.set(UUID, "second-one")
+            self.ask("send_my_password")
+        self.assertEqual(len([e for e in events if "served" in e["log_format"]]), 2)
 
     def test_fetch_ack_then_saved(self) -> None:
         """Fetch → acknowledge (removes it) → a further fetch gets saved_password."""
