@@ -41,8 +41,8 @@ SETTINGS: tuple[Setting, ...] = (
        "Refuse signed requests without signatureVersion=3 and expires, and state-changing commands sent "
        "with GET."),
     _S("api.signature.version3.required", "Boolean", "false", "Advanced",
-       "Refuse signed requests without signatureVersion=3 and expires. When false, such requests (as "
-       "libcloud sends) are accepted, counted and logged."),
+       "Refuse signed requests without signatureVersion=3 and expires. When false, requests without an "
+       "expiry (as libcloud sends) are accepted, counted and logged; an expires is enforced whenever present."),
     _S("api.request.expires.max.seconds", "Integer", "1020", "Advanced",
        "How far in the future a signed request's expires may lie; later ones are refused with 401."),
     _S("api.request.body.max.bytes", "Integer", "4194304", "Advanced",
