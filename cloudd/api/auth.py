@@ -113,8 +113,8 @@ class Authenticator:
             when = parse_expires(expires)
             if when is None or when < now or when - now > settings.int("api.request.expires.max.seconds"):
                 raise unauthorized()
-        elif version is not None:
-            raise unauthorized()
+        elif version == "3":
+            raise unauthorized()  # version 3 without an expiry
         creds = await self._credentials(api_key)
         if creds is None or creds.secret_key is None or not self.usable(creds):
             raise unauthorized()
