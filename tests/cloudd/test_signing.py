@@ -144,6 +144,13 @@ class CanonicalStringTests(SynchronousTestCase):
         )
         self.assertEqual(sign(QUIRK_PARAMS, "SECRET"), "AgxzbbUEcPLu1OYSLibDxJj0x7A=")
 
+    def test_names_sort_by_utf16_code_unit(self) -> None:
+        """As Java's ``String.compareTo``: U+10400 (stored as D801 DC00) sorts before U+FF71."""
+        params = {"\uff71": "a", "\U00010400": "b", "z": "c"}
+        self.assertEqual(canonical_string(params), "z=c&\U00010428=b&\uff71=a")
+        # the first variant is Java's; libcloud's order of lower-cased names is Python's, the other
+        self.assertEqual(canonical_variants(params), ["z=c&\U00010428=b&\uff71=a", "z=c&\uff71=a&\U00010428=b"])
+
     def test_signature_parameter_skipped_in_any_case(self) -> None:
         """``signature`` is left out whatever its case; everything else is kept."""
         params = {"command": "listZones", "Signature": "x", "_": "", "apiKey": "k"}
