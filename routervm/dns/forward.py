@@ -4,8 +4,9 @@ A guest can send any number of random names; each would otherwise hold a socket 
 the upstream answers or a minute passes.  `Forwarder` bounds everything a flood can make it hold:
 
 * **sockets**: a fixed pool of `SOCKETS_PER_UPSTREAM` UDP sockets per upstream, each connected to
-  its upstream (so an ICMP port unreachable comes back as ECONNREFUSED) and bound to a random
-  port by the kernel, opened on first use and closed by `close`.  A query gets a random 16-bit ID
+  its upstream (so an ICMP port unreachable comes back as ECONNREFUSED, or as the port closing
+  under Twisted's epoll reactor; then a fresh socket replaces it) and bound to a random port by
+  the kernel, opened on first use and closed by `close`.  A query gets a random 16-bit ID
   on a random socket of its upstream; an answer must come from that socket, carry a pending ID and
   repeat the question (RFC 5452 §9.1), else it is ignored;
 * **queries in flight**: at most `per_source` from one client address and `total` in all; a query
@@ -98,6 +99,10 @@ class _UpstreamSocket(DatagramProtocol):
         self.forwarder = forwarder
         self.index = index
         self.pending: dict[int, _Pending] = {}
+        self.port: Any = None
+
+    def stopProtocol(self) -> None:  # noqa: N802 (Twisted API)
+        self.forwarder._lost(self)
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:  # noqa: N802 (Twisted API)
         self.forwarder._received(self, data)
@@ -144,7 +149,6 @@ class Forwarder:
         self.timeout = timeout
         self.cache_entries = cache_entries
         self._sockets: list[list[_UpstreamSocket]] | None = None
-        self._ports: list[Any] = []
         self._pending: dict[Key, _Pending] = {}
         self._by_source: dict[str, int] = {}
         #: Clients waiting for an upstream answer now.
@@ -190,9 +194,9 @@ class Forwarder:
         when every socket is closed."""
         for pending in list(self._pending.values()):
             self._finish(pending, _servfail(), cache=False)
-        ports, self._ports, self._sockets = self._ports, [], None
+        sockets, self._sockets = self._sockets or [], None
         self._cache.clear()
-        stops = [defer.maybeDeferred(port.stopListening) for port in ports]
+        stops = [defer.maybeDeferred(sock.port.stopListening) for row in sockets for sock in row]
         return defer.DeferredList(stops, consumeErrors=True).addCallback(lambda _: None)
 
     def pending_count(self) -> int:
@@ -206,18 +210,35 @@ class Forwarder:
 
     def _pool(self) -> list[list[_UpstreamSocket]]:
         if self._sockets is None:
-            pool: list[list[_UpstreamSocket]] = []
-            for index, (host, port) in enumerate(self.upstreams):
-                row = []
-                for _ in range(self.sockets_per_upstream):
-                    protocol = _UpstreamSocket(self, index)
-                    self._ports.append(self._listen_udp(protocol))
-                    transport: Any = protocol.transport
-                    transport.connect(host, port)
-                    row.append(protocol)
-                pool.append(row)
-            self._sockets = pool
+            self._sockets = [
+                [self._open(index) for _ in range(self.sockets_per_upstream)]
+                for index in range(len(self.upstreams))
+            ]
         return self._sockets
+
+    def _open(self, index: int) -> _UpstreamSocket:
+        """A new pooled socket connected to upstream number `index`."""
+        protocol = _UpstreamSocket(self, index)
+        protocol.port = self._listen_udp(protocol)
+        transport: Any = protocol.transport
+        transport.connect(*self.upstreams[index])
+        return protocol
+
+    def _lost(self, sock: _UpstreamSocket) -> None:
+        """`sock` closed without `close`: Twisted's epoll reactor closes a connected UDP port
+        when an ICMP error (port or host unreachable) arrives with no datagram to read.  A
+        fresh socket takes its place, and its questions are treated as refused."""
+        row = None if self._sockets is None else self._sockets[sock.index]
+        if row is None or sock not in row:
+            return  # closing, or replaced already
+        try:
+            row[row.index(sock)] = self._open(sock.index)
+        except OSError as e:
+            row.remove(sock)  # out of descriptors: a smaller pool until the next start
+            self.failures.note(self._name(sock.index), f"cannot open a socket: {e}")
+            if not row:
+                self._sockets = None  # try again on the next query
+        self._refused(sock)
 
     def _send(self, pending: _Pending, upstream: int) -> None:
         """(Re)send `pending` to upstream number `upstream` with a fresh ID and socket."""
@@ -273,7 +294,7 @@ class Forwarder:
     def _refused(self, sock: _UpstreamSocket) -> None:
         """The kernel says `sock`'s upstream refused a datagram (ICMP port unreachable)."""
         self.stats["refused"] += 1
-        self.failures.note(self._name(sock.index), "connection refused (ICMP port unreachable)")
+        self.failures.note(self._name(sock.index), "connection refused or unreachable (ICMP error)")
         for pending in list(sock.pending.values()):
             pending.refused.add(sock.index)
             upstream = self._next_upstream(pending)

@@ -148,6 +148,30 @@ class ForwardTests(SynchronousTestCase):
         self.assertReleased(srv, clock)
         self.assertEqual(srv.forwarder.stats["refused"], 2)
 
+    def test_socket_closed_by_an_icmp_error(self) -> None:
+        """Twisted's epoll reactor closes a connected UDP port on an ICMP error with nothing to
+        read: its questions go to the next upstream (or SERVFAIL at once) and a fresh socket takes
+        its place, so the pool keeps its size."""
+        srv, transport, clock, upstreams = forwarding_server(upstreams=TWO)
+        self.ask(srv, "example.com")
+        [(first, _)] = upstreams.take()
+        first.protocol.stopProtocol()  # what the port's connectionLost does
+        [(second, message)] = upstreams.take()
+        self.assertEqual(second.peer, TWO[1])
+        live = [sock.port for row in srv.forwarder._pool() for sock in row]
+        self.assertEqual(len(live), SOCKETS_PER_UPSTREAM * 2)
+        self.assertNotIn(first, live)
+        upstreams.answer(second, message, answers=(a_record(b"example.com"),))
+        self.assertEqual(parse(transport.pop()[0]).rCode, dns.OK)
+
+        srv, transport, clock, upstreams = forwarding_server()
+        self.ask(srv, "example.com")
+        [(only, _)] = upstreams.take()
+        only.protocol.stopProtocol()
+        self.assertEqual(parse(transport.pop()[0]).rCode, dns.ESERVER)
+        self.assertEqual(len(upstreams.ports), SOCKETS_PER_UPSTREAM + 1)
+        self.assertReleased(srv, clock)
+
     def test_negative_cache(self) -> None:
         """NXDOMAIN and NODATA with an SOA are cached for min(SOA TTL, minimum) (RFC 2308 §5);
         without an SOA they are not cached."""
