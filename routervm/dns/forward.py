@@ -63,12 +63,14 @@ Key = tuple[bytes, int, int]
 
 
 class UpstreamAnswer(NamedTuple):
-    """What a forwarded question gets: the RCODE and the records to send back."""
+    """What a forwarded question gets: the RCODE and the records to send back; `truncated` when
+    the upstream's UDP answer was (the client may retry over TCP)."""
 
     rcode: int
     answers: list[dns.RRHeader]
     authority: list[dns.RRHeader]
     additional: list[dns.RRHeader]
+    truncated: bool = False
 
 
 def _servfail() -> UpstreamAnswer:
@@ -243,7 +245,12 @@ class Forwarder:
     def _send(self, pending: _Pending, upstream: int) -> None:
         """(Re)send `pending` to upstream number `upstream` with a fresh ID and socket."""
         self._unregister(pending)
-        sock = self._random.choice(self._pool()[upstream])
+        try:
+            sock = self._random.choice(self._pool()[upstream])
+        except (OSError, IndexError) as e:  # out of descriptors: nowhere to send from
+            self.failures.note(self._name(upstream), f"cannot open a socket: {e or 'none left'}")
+            self._finish(pending, _servfail(), cache=False)
+            return
         while True:
             ident = secrets.randbits(16)
             if ident not in sock.pending:
@@ -323,8 +330,9 @@ class Forwarder:
             message.answers,
             message.authority,
             [r for r in message.additional if r.type != dns.OPT],
+            bool(message.trunc),
         )
-        self._finish(pending, answer, ttl=_ttl(answer))
+        self._finish(pending, answer, ttl=None if answer.truncated else _ttl(answer))
 
     def _finish(self, pending: _Pending, answer: UpstreamAnswer, *, ttl: float | None = None,
                 cache: bool = True) -> None:
@@ -351,6 +359,13 @@ class Forwarder:
         cache.move_to_end(key)
         while len(cache) > self.cache_entries:
             cache.popitem(last=False)
+        # Drop expired entries from the least recently used end, a few per store, so a flood's
+        # entries go once they expire, without a timer each.
+        for _ in range(2):
+            oldest = next(iter(cache.values()), None)
+            if oldest is None or oldest.expires > now:
+                break
+            cache.popitem(last=False)
 
     def _from_cache(self, key: Key) -> UpstreamAnswer | None:
         found = self._cache.get(key)
@@ -365,7 +380,8 @@ class Forwarder:
         answer = found.answer
         if not elapsed:
             return answer
-        return UpstreamAnswer(answer.rcode, *(_aged(rrs, elapsed) for rrs in answer[1:]))
+        return UpstreamAnswer(answer.rcode, _aged(answer.answers, elapsed), _aged(answer.authority, elapsed),
+                              _aged(answer.additional, elapsed))
 
     def _name(self, index: int) -> str:
         host, port = self.upstreams[index]

@@ -32,7 +32,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort, IReactorTime, IResolver
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IListeningPort,
+    IPushProducer,
+    IReactorTime,
+    IResolver,
+)
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.names import common, dns, server
@@ -245,6 +251,7 @@ class RouterDnsFactory(server.DNSServerFactory):
             message, rCode=result.rcode, answers=list(result.answers), authority=list(result.authority),
             additional=list(result.additional),
         )
+        response.trunc = result.truncated
         self.sendReply(protocol, response, address)
 
     def _forward_failed(
@@ -378,9 +385,13 @@ class LeanDatagramProtocol(dns.DNSDatagramProtocol):
             _log.failure("DNS: query handling failed")
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IPushProducer)
 class DnsStreamProtocol(dns.DNSProtocol, TimeoutMixin):
-    """DNS over TCP: idle timeout, answers after the client's half-close (RFC 7766 §6.2.3)."""
+    """DNS over TCP: idle timeout, answers after the client's half-close (RFC 7766 §6.2.3).
+
+    It is its transport's producer: when a client sends queries but does not read the answers,
+    the transport's full write buffer pauses it and it stops reading that client's queries until
+    the buffer drains (or the idle timeout aborts the connection), so answers cannot pile up."""
 
     idle_timeout = IDLE_TIMEOUT
 
@@ -393,7 +404,21 @@ class DnsStreamProtocol(dns.DNSProtocol, TimeoutMixin):
 
     def connectionMade(self) -> None:  # noqa: N802
         dns.DNSProtocol.connectionMade(self)
+        transport: Any = self.transport
+        transport.registerProducer(self, True)
         self.setTimeout(self.idle_timeout)
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        transport: Any = self.transport
+        transport.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        if not self.read_closed:
+            transport: Any = self.transport
+            transport.resumeProducing()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass  # the connection is going: nothing of ours to stop
 
     def stringReceived(self, data: bytes) -> None:  # noqa: N802
         # The idle timer restarts on a complete query only, never on a byte of an unfinished one.
@@ -436,6 +461,8 @@ class DnsStreamProtocol(dns.DNSProtocol, TimeoutMixin):
 
     def _close(self) -> None:
         transport: Any = self.transport
+        if transport.producer is not None:
+            transport.unregisterProducer()  # else the transport waits for it before closing
         transport.loseConnection()
 
     def timeoutConnection(self) -> None:  # noqa: N802

@@ -215,6 +215,38 @@ class ForwardTests(SynchronousTestCase):
         transport.pop()
         self.assertReleased(srv, clock)
 
+    def test_truncated_answer_passed_on_not_cached(self) -> None:
+        """An upstream's truncated UDP answer reaches the client with TC set and is not cached."""
+        srv, transport, clock, upstreams = forwarding_server()
+        for _ in range(2):
+            self.ask(srv, "big.example.com")
+            [(port, message)] = upstreams.take()
+            reply = dns.Message(id=message.id, answer=True, trunc=True, recAv=True)
+            reply.queries = message.queries
+            port.protocol.datagramReceived(reply.toStr(), port.peer)
+            m = parse(transport.pop()[0])
+            self.assertEqual((m.rCode, m.trunc), (dns.OK, 1))
+        self.assertEqual(srv.forwarder.cache_size(), 0)
+        self.assertReleased(srv, clock)
+
+    def test_expired_entries_leave_the_cache(self) -> None:
+        """Expired cache entries are dropped as new answers are stored (no timer per entry), so a
+        flood's SERVFAIL entries do not stay once expired."""
+        srv, transport, clock, upstreams = forwarding_server(per_source=1000, total=1000)
+        for i in range(200):
+            self.ask(srv, f"gone{i}.example.com", id=i)
+        clock.pump([1, 1])
+        upstreams.take()
+        self.assertEqual(srv.forwarder.cache_size(), 200)
+        clock.advance(SERVFAIL_TTL)
+        for i in range(100):
+            self.ask(srv, f"new{i}.example.com", id=i)
+        for port, message in upstreams.take():
+            upstreams.answer(port, message, answers=(a_record(message.queries[0].name.name),))
+        self.assertEqual(srv.forwarder.cache_size(), 100)
+        transport.pop()
+        self.assertReleased(srv, clock)
+
     def test_spoofed_and_stray_answers_ignored(self) -> None:
         """An answer with an unknown ID, another question, or garbage is ignored; the real one
         is then used."""

@@ -108,6 +108,20 @@ class StreamTests(SynchronousTestCase):
         protocol.connectionLost(None)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_backpressure(self) -> None:
+        """The protocol produces for its transport: a full write buffer (a client not reading its
+        answers) stops the reading of its queries until it drains; a close unregisters it."""
+        protocol, transport, _, _ = self.connect()
+        self.assertIs(transport.producer, protocol)
+        protocol.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        protocol.readConnectionLost()
+        self.assertIsNone(transport.producer)
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(None)
+
     def test_half_close_with_nothing_pending(self) -> None:
         protocol, transport, _, _ = self.connect()
         protocol.readConnectionLost()
