@@ -18,6 +18,11 @@ rewrite rules do):
   ``/latest/meta-data/public-keys/N/openssh-key`` (key N).  A VM without keys gets an empty
   ``public-keys`` value (listed, 200) and no ``N`` entries.
 
+A view is built for every VM that asks and kept until the records change, so a router whose VMs
+have all booted holds one per VM: its path strings are interned (one per key name for every VM),
+and the bodies of values many VMs share (zone, offering, public address, keys...) and the
+manifests come from small bounded caches, so equal bodies are one object.
+
 ``/latest/meta-data`` without the slash is not mapped (404), as in the reference.  A leaf requested
 with a trailing slash (``/latest/user-data/``) is served like the leaf: harmless, and one
 documented client uses it.  Repeated slashes collapse; a ``.`` or ``..`` segment gives 404.
@@ -25,6 +30,8 @@ documented client uses it.  Repeated slashes collapse; a ``.`` or ``..`` segment
 
 from __future__ import annotations
 
+import sys
+from functools import lru_cache
 from urllib.parse import unquote
 
 from routervm.records import Nic, VmRecord
@@ -33,6 +40,9 @@ __all__ = ["MetadataView", "cloud_identifier", "normalise_path", "unicode_escape
 
 _LATEST = "/latest/"
 _META = "/latest/meta-data/"
+_USER_DATA = "/latest/user-data"
+#: Keys whose values differ from VM to VM (the others go through `_shared_body`).
+_PER_VM = frozenset({"local-ipv4", "local-hostname", "instance-id", "vm-id"})
 
 
 def unicode_escape(text: str) -> str:
@@ -56,6 +66,20 @@ def unicode_escape(text: str) -> str:
 def cloud_identifier(identifier: str) -> str:
     """The ``cloud-identifier`` value: ``CloudStack-{<global cloud.identifier>}``."""
     return f"CloudStack-{{{identifier}}}"
+
+
+@lru_cache(maxsize=1024)
+def _shared_body(text: str) -> bytes:
+    """The UTF-8 body of a value that many VMs may have in common (bounded, so a value seen once
+    costs nothing lasting)."""
+    return text.encode("utf-8")
+
+
+@lru_cache(maxsize=256)
+def _manifest(names: tuple[str, ...]) -> tuple[tuple[str, ...], bytes]:
+    """The key names and the manifest body for one set of names, shared by the views that list
+    the same keys."""
+    return names, "".join(name + "\n" for name in names).encode("utf-8")
 
 
 def normalise_path(path: str) -> str | None:
@@ -85,8 +109,12 @@ def normalise_path(path: str) -> str | None:
 class MetadataView:
     """All metadata answers for one VM, as seen from one of its NICs.
 
-    ``nic`` selects the ``local-ipv4`` value; it defaults to the record's default NIC.
+    ``nic`` selects the ``local-ipv4`` value; it defaults to the record's default NIC.  The paths
+    held are the ``/latest/meta-data/...`` ones and ``/latest/user-data``; a legacy
+    ``/latest/<key>`` is looked up as ``/latest/meta-data/<key>``.
     """
+
+    __slots__ = ("record", "nic", "keys", "manifest", "_paths")
 
     def __init__(self, record: VmRecord, nic: Nic | None = None) -> None:
         self.record = record
@@ -94,24 +122,22 @@ class MetadataView:
         if self.nic not in record.nics:
             raise ValueError("nic does not belong to the record")
         values = self._values()
-        self.keys: tuple[str, ...] = tuple(name for name, _ in values)
-        self.manifest: bytes = "".join(name + "\n" for name in self.keys).encode("utf-8")
+        keys, manifest = _manifest(tuple(sys.intern(name) for name, _ in values))
+        self.keys: tuple[str, ...] = keys
+        self.manifest: bytes = manifest
 
         paths: dict[str, bytes] = {_META: self.manifest}
         for name, value in values:
-            paths[_META + name.lower()] = value
-            paths[_LATEST + name.lower()] = value
+            paths[sys.intern(_META + name.lower())] = value
         if record.user_data is not None:
-            paths[_LATEST + "user-data"] = record.user_data
+            paths[_USER_DATA] = record.user_data
         if record.public_keys:
             keys_dir = _META + "public-keys/"
-            paths[keys_dir] = "\n".join(f"{i}=key-{i}" for i in range(len(record.public_keys))).encode(
-                "ascii"
-            )
+            paths[keys_dir] = _shared_body("\n".join(f"{i}=key-{i}" for i in range(len(record.public_keys))))
             for i, key in enumerate(record.public_keys):
-                paths[f"{keys_dir}{i}"] = b"openssh-key"
-                paths[f"{keys_dir}{i}/"] = b"openssh-key"
-                paths[f"{keys_dir}{i}/openssh-key"] = key.encode("utf-8")
+                paths[sys.intern(f"{keys_dir}{i}")] = b"openssh-key"
+                paths[sys.intern(f"{keys_dir}{i}/")] = b"openssh-key"
+                paths[sys.intern(f"{keys_dir}{i}/openssh-key")] = _shared_body(key)
         self._paths = paths
 
     def _values(self) -> list[tuple[str, bytes]]:
@@ -138,7 +164,8 @@ class MetadataView:
             ("cloud-name", r.cloud_name),
             *r.extra,
         ]
-        return [(name, value.encode("utf-8")) for name, value in ordered if value is not None]
+        return [(name, value.encode("utf-8") if name in _PER_VM else _shared_body(value))
+                for name, value in ordered if value is not None]
 
     def __repr__(self) -> str:
         return f"<MetadataView vm={self.record.uuid} keys={len(self.keys)}>"
@@ -151,8 +178,18 @@ class MetadataView:
         canonical = normalise_path(path)
         if canonical is None:
             return None
-        found = self._paths.get(canonical)
+        found = self._get(canonical)
         if found is None and canonical.endswith("/") and canonical != _META:
             # A leaf asked for with a trailing slash; directories without one stay unmapped.
-            found = self._paths.get(canonical[:-1])
+            found = self._get(canonical[:-1])
+        return found
+
+    def _get(self, canonical: str) -> bytes | None:
+        found = self._paths.get(canonical)
+        if found is None and canonical.startswith(_LATEST):
+            # The legacy ``/latest/<key>``: one segment naming a key (``/latest/`` itself and
+            # ``/latest/meta-data`` name none; user data is held under its own path).
+            name = canonical[len(_LATEST):]
+            if name and "/" not in name:
+                found = self._paths.get(_META + name)
         return found
