@@ -220,6 +220,12 @@ class DnsLimitsTests(RouterDaemonCase):
         assert self.proc is not None
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
+    def daemon_rss(self) -> int:
+        """The daemon's resident memory, kB."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))  # type: ignore[union-attr]
+
     def test_tcp(self) -> None:
         """dig +tcp +keepopen gets every answer on one connection; queries written before a
         half-close are all answered (the forwarded one too), then the server closes; idle and
@@ -241,8 +247,8 @@ class DnsLimitsTests(RouterDaemonCase):
 
     def test_failing_upstreams(self) -> None:
         """A refusing upstream gives SERVFAIL; a silent one SERVFAIL within its timeout; a flood of
-        random names at the silent one is answered, holds few descriptors and logs little, and the
-        other guest is answered meanwhile."""
+        random names at the silent one (1,000/s) is answered, holds few descriptors and little
+        memory, logs little, and the other guest is answered meanwhile."""
         self.put_state([CLOSED])
         self.assertEqual(self.status(self.guest1, "+noedns", "refused.example.org"), "SERVFAIL")
         self.wait_for("the refusal logged", lambda: "connection refused" in self.app.log())
@@ -250,6 +256,7 @@ class DnsLimitsTests(RouterDaemonCase):
         self.put_state([SILENT])
         self.assertEqual(self.status(self.guest1, "silent.example.org"), "SERVFAIL")
         descriptors = self.daemon_descriptors()
+        rss = self.daemon_rss()
         log_size = len(self.app.log())
         flood = self.topo.spawn_in(self.guest1, [sys.executable, self.client, ROUTER, "udp-flood", "3000", "1000"])
         for _ in range(5):
@@ -260,6 +267,7 @@ class DnsLimitsTests(RouterDaemonCase):
         self.assertEqual(result["unanswered"], 0, result)
         self.assertEqual(set(result["rcodes"]), {str(2)}, result)  # SERVFAIL only
         self.assertLess(self.daemon_descriptors(), descriptors + 20)
+        self.assertLess(self.daemon_rss(), rss * 1.1)  # memory comes back (within 10%)
         log = self.app.log()
         self.assertLess(len(log) - log_size, 20_000)
         self.assertNotIn("Traceback", log)
