@@ -18,9 +18,10 @@ front of it on UDP (DESIGN.md §6).
   datagram to the factory; malformed datagrams are dropped, logged at most once a minute, never
   raised.
 * `DnsStreamProtocol` is DNS over TCP (RFC 7766): closed by the server after `IDLE_TIMEOUT`
-  seconds without a complete query (bytes of an unfinished one do not count) and with no answer
-  pending; after the client's half-close it still writes the answers to every query it sent,
-  forwarded ones included, then closes.
+  seconds without a complete query (bytes of an unfinished one do not count) or an answer
+  written, and aborted `CLOSE_GRACE` seconds later if still there; after the client's half-close
+  it still writes the answers to every query it sent, forwarded ones included, then closes; it
+  stops reading a client that does not read its answers.
 * `DnsServer` ties it together: `listen` serves UDP and TCP, `update` swaps the table with one
   reference assignment.
 """
@@ -52,6 +53,7 @@ from routervm.dns.forward import Forwarder, UpstreamAnswer
 from routervm.dns.table import SOA_TIMERS, TTL, DnsTable, soa_owner
 
 __all__ = [
+    "CLOSE_GRACE",
     "IDLE_TIMEOUT",
     "DnsServer",
     "DnsStreamProtocol",
@@ -69,6 +71,8 @@ DROP_LOG_INTERVAL = 60.0
 _MAX_LABEL = 63
 #: Seconds a DNS-over-TCP connection may stay without a complete query (RFC 7766 §6.2.3).
 IDLE_TIMEOUT = 10.0
+#: Seconds an idle connection closed by the server may take to flush before it is aborted.
+CLOSE_GRACE = 2.0
 #: The response code for an EDNS version we do not speak (RFC 6891 §9: extended RCODE 1).
 _BADVERS = 16
 _PLAIN_UDP_SIZE = 512
@@ -401,6 +405,7 @@ class DnsStreamProtocol(dns.DNSProtocol, TimeoutMixin):
         #: Queries received and not answered yet.
         self.pending = 0
         self.read_closed = False
+        self._abort_call: Any = None
 
     def connectionMade(self) -> None:  # noqa: N802
         dns.DNSProtocol.connectionMade(self)
@@ -466,15 +471,21 @@ class DnsStreamProtocol(dns.DNSProtocol, TimeoutMixin):
         transport.loseConnection()
 
     def timeoutConnection(self) -> None:  # noqa: N802
-        # A client that does not read its answers must not hold the connection: abort.
-        abort = getattr(self.transport, "abortConnection", None)
-        if abort is not None:
-            abort()
-        else:
-            self._close()
+        # A graceful close; a client that does not read what is still buffered must not hold the
+        # connection with it: aborted after a short grace.
+        self._close()
+        self._abort_call = self.callLater(CLOSE_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_call = None
+        transport: Any = self.transport
+        transport.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         self.setTimeout(None)
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
         dns.DNSProtocol.connectionLost(self, reason)
 
 

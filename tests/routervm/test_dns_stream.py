@@ -13,7 +13,7 @@ from twisted.internet.testing import StringTransport
 from twisted.names import dns
 from twisted.trial.unittest import SynchronousTestCase
 
-from routervm.dns.server import IDLE_TIMEOUT
+from routervm.dns.server import CLOSE_GRACE, IDLE_TIMEOUT
 from tests.routervm.test_dns_support import edns_query_bytes, forwarding_server, parse, query_bytes
 
 
@@ -56,6 +56,18 @@ class StreamTests(SynchronousTestCase):
         clock.advance(IDLE_TIMEOUT / 5)
         self.assertTrue(transport.disconnecting)
         self.assertEqual(transport.value(), b"")
+        protocol.connectionLost(None)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_idle_close_aborts_a_client_not_reading(self) -> None:
+        """The idle close is graceful; when the connection is still there after the grace (its
+        client does not read what is buffered), it is aborted."""
+        protocol, transport, clock, _ = self.connect()
+        clock.advance(IDLE_TIMEOUT)
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)
+        clock.advance(CLOSE_GRACE)
+        self.assertTrue(transport.disconnected)
         protocol.connectionLost(None)
         self.assertEqual(clock.getDelayedCalls(), [])
 
