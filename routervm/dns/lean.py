@@ -166,6 +166,9 @@ def compile_table(table: DnsTable, *, recursion_available: bool) -> LeanTable:
     lean = LeanTable(table, recursion_available, templates)
     suffix = b"." + table.domain.encode("ascii") if table.domain else None
     bodies: dict[bytes, bytes] = {}
+    # One template object for equal templates (every NODATA, a host's name and FQDN): a router
+    # holds three per name for every VM as long as it runs.
+    shared: dict[Template, Template] = {}
     for name, entry in table.names().items():
         qname = encode_name(name)
         raw = name.encode("ascii")
@@ -180,10 +183,8 @@ def compile_table(table: DnsTable, *, recursion_available: bool) -> LeanTable:
             else:
                 body, nscount = _soa(lean, soa_offset), 1
             body = bodies.setdefault(body, body)
-            templates[_QUERY_COUNTS + qname + struct.pack("!HH", qtype, _IN)] = (
-                _heads(ra, len(rrs), nscount),
-                body,
-            )
+            template = (_heads(ra, len(rrs), nscount), body)
+            templates[_QUERY_COUNTS + qname + struct.pack("!HH", qtype, _IN)] = shared.setdefault(template, template)
     lean.templates = MappingProxyType(templates)
     return lean
 

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from routervm.dhcp.logic import DhcpLogic
 from routervm.dhcp.reservations import Reservation
+from routervm.dns.lean import compile_table, encode_name
 from routervm.dns.table import DnsTable
 from routervm.memory import MMAP_THRESHOLD, fix_mmap_threshold
 from routervm.metadata.content import MetadataView
@@ -134,6 +135,21 @@ class DnsNameTests(SynchronousTestCase):
             pointer = table.names()[".".join(reversed(ip.split("."))) + ".in-addr.arpa"].pointer
             self.assertIs(pointer, fqdn)
             self.assertIs(keys[record.hostname], record.hostname)
+
+
+    def test_lean_templates_shared(self) -> None:
+        """Equal lean-path templates are one object: a host's name and its FQDN, and the NODATA
+        answers of names of one length."""
+        state = RouterState.from_json(document(2))
+        lean = compile_table(DnsTable.build("cloud.internal", "10.40.0.1", state.vms), recursion_available=True)
+
+        def template(name: str, qtype: int) -> object:
+            return lean.templates[b"\x00\x01" + bytes(6) + encode_name(name) + bytes((0, qtype, 0, 1))]
+
+        self.assertIs(template("vm00000", 1), template("vm00000.cloud.internal", 1))
+        self.assertIs(template("vm00000.cloud.internal", 28), template("vm00001.cloud.internal", 28))
+        self.assertIs(template("vm00000", 28), template("vm00001", 28))
+        self.assertIsNot(template("vm00000", 1), template("vm00001", 1))
 
 
 class BudgetTests(SynchronousTestCase):
