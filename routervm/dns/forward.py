@@ -6,7 +6,9 @@ the upstream answers or a minute passes.  `Forwarder` bounds everything a flood 
 * **sockets**: a fixed pool of `SOCKETS_PER_UPSTREAM` UDP sockets per upstream, each connected to
   its upstream (so an ICMP port unreachable comes back as ECONNREFUSED, or as the port closing
   under Twisted's epoll reactor; then a fresh socket replaces it) and bound to a random port by
-  the kernel, opened on first use and closed by `close`.  A query gets a random 16-bit ID
+  the kernel, opened on first use and closed by `close`.  After `ROTATE_AFTER` queries a socket
+  is replaced by a fresh one (a new random port) and closes once its queries are done, so the
+  ports an attacker would have to guess keep changing (RFC 5452 §9.2).  A query gets a random 16-bit ID
   on a random socket of its upstream; an answer must come from that socket, carry a pending ID and
   repeat the question (RFC 5452 §9.1), else it is ignored;
 * **queries in flight**: at most `per_source` from one client address and `total` in all; a query
@@ -44,6 +46,7 @@ from routervm.limits import BadInputLog
 
 __all__ = [
     "MAX_TTL",
+    "ROTATE_AFTER",
     "SERVFAIL_TTL",
     "SOCKETS_PER_UPSTREAM",
     "Forwarder",
@@ -52,6 +55,8 @@ __all__ = [
 
 #: UDP sockets per upstream resolver.
 SOCKETS_PER_UPSTREAM = 4
+#: Queries a pooled socket sends before a fresh one (a new random port) replaces it.
+ROTATE_AFTER = 1000
 #: Longest a positive answer is cached, in seconds.
 MAX_TTL = 3600
 #: How long a SERVFAIL (from the upstream, or no answer in time) is cached, in seconds.
@@ -102,6 +107,10 @@ class _UpstreamSocket(DatagramProtocol):
         self.index = index
         self.pending: dict[int, _Pending] = {}
         self.port: Any = None
+        #: Queries sent from this socket; at `Forwarder.rotate_after` a fresh one replaces it.
+        self.sent = 0
+        #: Out of the pool: closed once its last pending query is done.
+        self.retiring = False
 
     def stopProtocol(self) -> None:  # noqa: N802 (Twisted API)
         self.forwarder._lost(self)
@@ -135,6 +144,7 @@ class Forwarder:
         *,
         listen_udp: Callable[[DatagramProtocol], object] | None = None,
         sockets_per_upstream: int = SOCKETS_PER_UPSTREAM,
+        rotate_after: int = ROTATE_AFTER,
         per_source: int = 64,
         total: int = 1024,
         timeout: float = 2.0,
@@ -146,6 +156,7 @@ class Forwarder:
         self.clock = reactor
         self._listen_udp = listen_udp or (lambda protocol: reactor.listenUDP(0, protocol))  # type: ignore[attr-defined]
         self.sockets_per_upstream = sockets_per_upstream
+        self.rotate_after = rotate_after
         self.per_source = per_source
         self.total = total
         self.timeout = timeout
@@ -198,7 +209,11 @@ class Forwarder:
             self._finish(pending, _servfail(), cache=False)
         sockets, self._sockets = self._sockets or [], None
         self._cache.clear()
-        stops = [defer.maybeDeferred(sock.port.stopListening) for row in sockets for sock in row]
+        ports = [sock.port for row in sockets for sock in row if sock.port is not None]
+        for row in sockets:
+            for sock in row:
+                sock.port = None
+        stops = [defer.maybeDeferred(port.stopListening) for port in ports]
         return defer.DeferredList(stops, consumeErrors=True).addCallback(lambda _: None)
 
     def pending_count(self) -> int:
@@ -228,27 +243,54 @@ class Forwarder:
 
     def _lost(self, sock: _UpstreamSocket) -> None:
         """`sock` closed without `close`: Twisted's epoll reactor closes a connected UDP port
-        when an ICMP error (port or host unreachable) arrives with no datagram to read.  A
-        fresh socket takes its place, and its questions are treated as refused."""
-        row = None if self._sockets is None else self._sockets[sock.index]
-        if row is None or sock not in row:
-            return  # closing, or replaced already
-        try:
-            row[row.index(sock)] = self._open(sock.index)
-        except OSError as e:
-            row.remove(sock)  # out of descriptors: a smaller pool until the next start
-            self.failures.note(self._name(sock.index), f"cannot open a socket: {e}")
-            if not row:
-                self._sockets = None  # try again on the next query
+        when an ICMP error (port or host unreachable) arrives with no datagram to read.  It
+        leaves the pool (`_socket_for` opens a fresh one) and its questions are treated as
+        refused."""
+        if self._sockets is None or sock.port is None:
+            return  # closing, or closed by us
+        sock.port = None
+        row = self._sockets[sock.index]
+        if sock in row:
+            row.remove(sock)
         self._refused(sock)
+
+    def _socket_for(self, upstream: int) -> _UpstreamSocket:
+        """A random socket of the pool for `upstream`, refilling the pool first when a socket
+        left it; raises `OSError` when none can be opened."""
+        row = self._pool()[upstream]
+        if len(row) < self.sockets_per_upstream:
+            try:
+                row.append(self._open(upstream))
+            except OSError:
+                if not row:
+                    raise
+        return self._random.choice(row)
+
+    def _retire(self, sock: _UpstreamSocket) -> None:
+        """Take `sock` out of the pool for a fresh one (a new random port, RFC 5452 §9.2); it
+        closes once its pending queries are done."""
+        row = self._pool()[sock.index]
+        try:
+            fresh = self._open(sock.index)
+        except OSError:
+            return  # keep using it
+        row[row.index(sock)] = fresh
+        sock.retiring = True
+        if not sock.pending:
+            self._stop(sock)
+
+    def _stop(self, sock: _UpstreamSocket) -> None:
+        port, sock.port = sock.port, None
+        if port is not None:
+            port.stopListening()
 
     def _send(self, pending: _Pending, upstream: int) -> None:
         """(Re)send `pending` to upstream number `upstream` with a fresh ID and socket."""
         self._unregister(pending)
         try:
-            sock = self._random.choice(self._pool()[upstream])
-        except (OSError, IndexError) as e:  # out of descriptors: nowhere to send from
-            self.failures.note(self._name(upstream), f"cannot open a socket: {e or 'none left'}")
+            sock = self._socket_for(upstream)
+        except OSError as e:  # out of descriptors: nowhere to send from
+            self.failures.note(self._name(upstream), f"cannot open a socket: {e}")
             self._finish(pending, _servfail(), cache=False)
             return
         while True:
@@ -258,6 +300,7 @@ class Forwarder:
         pending.socket, pending.id, pending.upstream = sock, ident, upstream
         pending.attempts += 1
         sock.pending[ident] = pending
+        sock.sent += 1
         message = dns.Message(id=ident, recDes=True)
         message.queries = [pending.query]
         message.additional = [dns._OPTHeader(udpPayloadSize=_UPSTREAM_UDP_SIZE)]  # type: ignore[list-item]
@@ -270,11 +313,16 @@ class Forwarder:
         except OSError as e:
             # A full send buffer or no route: the same as a lost datagram, the timer decides.
             self.failures.note(self._name(upstream), f"send failed: {e}")
+        if sock.sent >= self.rotate_after and not sock.retiring:
+            self._retire(sock)
 
     def _unregister(self, pending: _Pending) -> None:
-        if pending.socket is not None:
-            pending.socket.pending.pop(pending.id, None)
+        sock = pending.socket
+        if sock is not None:
+            sock.pending.pop(pending.id, None)
             pending.socket = None
+            if sock.retiring and not sock.pending:
+                self._stop(sock)
         if pending.timer is not None:
             if pending.timer.active():
                 pending.timer.cancel()

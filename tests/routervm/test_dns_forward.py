@@ -150,26 +150,48 @@ class ForwardTests(SynchronousTestCase):
 
     def test_socket_closed_by_an_icmp_error(self) -> None:
         """Twisted's epoll reactor closes a connected UDP port on an ICMP error with nothing to
-        read: its questions go to the next upstream (or SERVFAIL at once) and a fresh socket takes
-        its place, so the pool keeps its size."""
+        read: its questions go to the next upstream (or SERVFAIL at once) and the next query to
+        that upstream opens a fresh socket in its place, so the pool keeps its size."""
         srv, transport, clock, upstreams = forwarding_server(upstreams=TWO)
         self.ask(srv, "example.com")
         [(first, _)] = upstreams.take()
         first.protocol.stopProtocol()  # what the port's connectionLost does
         [(second, message)] = upstreams.take()
         self.assertEqual(second.peer, TWO[1])
+        upstreams.answer(second, message, answers=(a_record(b"example.com"),))
+        self.assertEqual(parse(transport.pop()[0]).rCode, dns.OK)
+        self.ask(srv, "other.example.com")
+        [(port, message)] = upstreams.take()
+        self.assertEqual(port.peer, TWO[0])
         live = [sock.port for row in srv.forwarder._pool() for sock in row]
         self.assertEqual(len(live), SOCKETS_PER_UPSTREAM * 2)
         self.assertNotIn(first, live)
-        upstreams.answer(second, message, answers=(a_record(b"example.com"),))
-        self.assertEqual(parse(transport.pop()[0]).rCode, dns.OK)
+        self.assertEqual(len(upstreams.ports), SOCKETS_PER_UPSTREAM * 2 + 1)
+        upstreams.answer(port, message, answers=(a_record(b"other.example.com"),))
+        transport.pop()
+        self.assertReleased(srv, clock)
 
         srv, transport, clock, upstreams = forwarding_server()
         self.ask(srv, "example.com")
         [(only, _)] = upstreams.take()
         only.protocol.stopProtocol()
         self.assertEqual(parse(transport.pop()[0]).rCode, dns.ESERVER)
-        self.assertEqual(len(upstreams.ports), SOCKETS_PER_UPSTREAM + 1)
+        self.assertReleased(srv, clock)
+
+    def test_sockets_rotate(self) -> None:
+        """After `rotate_after` queries a socket is replaced by a fresh one (a new port); the old
+        one still takes its pending answers and closes once they are in."""
+        srv, transport, clock, upstreams = forwarding_server(sockets_per_upstream=1, rotate_after=3)
+        for i in range(7):
+            self.ask(srv, f"n{i}.example.com", id=i)
+        sent = upstreams.take()
+        self.assertEqual([len(p.sent) for p in upstreams.ports], [0, 0, 0])  # taken above
+        self.assertEqual([sum(1 for q, _ in sent if q is p) for p in upstreams.ports], [3, 3, 1])
+        self.assertEqual([p.stopped for p in upstreams.ports], [False, False, False])
+        for port, message in sent:
+            upstreams.answer(port, message, answers=(a_record(message.queries[0].name.name),))
+        self.assertEqual(len(transport.pop()), 7)
+        self.assertEqual([p.stopped for p in upstreams.ports], [True, True, False])
         self.assertReleased(srv, clock)
 
     def test_negative_cache(self) -> None:
