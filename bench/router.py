@@ -3,7 +3,7 @@
 Run as root from a clone after ``pip install .[test]`` (needs ``ip netns``, dnsmasq, dnsperf,
 nginx, wrk and curl; the DNS and metadata benches install theirs with apt-get when missing)::
 
-    python bench/router.py [--quick] [--rounds N] [--skip dns,dhcp,metadata,startup]
+    python bench/router.py [--quick] [--rounds N] [--skip dns,dhcp,metadata,startup,memory]
 
 It runs, in turn, with the existing benches' functions (so the same records serve both sides of
 each comparison, measured back to back in this run):
@@ -23,7 +23,10 @@ each comparison, measured back to back in this run):
   address exists (a veth to a guest namespace holding VM 0's MAC and address), where it also
   records when the metadata service first answers VM 0's ``instance-id`` to a curl in the guest
   namespace.  Target < 2 s.  The reference is the in-process load path alone
-  (`StateKeeper.load` + the DNS table + the DHCP fast table), broken down in the output.
+  (`StateKeeper.load` + the DNS table + the DHCP fast table), broken down in the output;
+* memory (`bench/router_memory.py`): idle RSS per VM above the one-VM baseline with ``--vms``
+  VMs synced through the control API, beside dnsmasq with as many reservations and twice as many
+  names; target < 2,048 bytes per VM.
 
 Every figure is a median over ``--rounds`` rounds (default 5; the benches print the min-max spread
 and, beside each rate, the server's CPU time per request and its ratio to the reference's, from
@@ -335,7 +338,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None,
                         help=f"rounds per comparison (default {MIN_ROUNDS}, quick 2: a smoke run)")
     parser.add_argument("--vms", type=int, default=10000, help="VM records for the start-up figure")
-    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: dns,dhcp,metadata,startup")
+    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: dns,dhcp,metadata,startup,memory")
     parser.add_argument("--no-netns", action="store_true", help="start-up: only the --no-data-plane measurement")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top of the in-process load path")
     args = parser.parse_args()
@@ -405,6 +408,20 @@ def main() -> None:
             return out
 
         _guarded(rows, [Row("start -> GET /v1/state", "-", "-", "-", f"< {STARTUP_TARGET:g} s", None)], startup)
+
+    if "memory" not in skip:
+        _section(f"memory: idle routervm with {args.vms:,} VMs beside dnsmasq")
+
+        def memory() -> list[Row]:
+            import router_memory  # here: it imports this module's start-up records
+
+            r = router_memory.run(vms=args.vms, rounds=3 if args.quick else max(rounds, 5), netns=not args.no_netns)
+            ours, theirs = r["routervm after sync"][0].median, r["dnsmasq"][0].median
+            target = router_memory.TARGET_PER_VM
+            return [Row("idle RSS per VM", f"{ours:,.0f} B", f"dnsmasq {theirs:,.0f} B", "-", f"< {target:,} B",
+                        ours < target)]
+
+        _guarded(rows, [Row("idle RSS per VM", "-", "-", "-", "< 2,048 B", None)], memory)
 
     _section("summary")
     header = ("figure", "ours", "reference", "ratio", "target", "")
