@@ -28,7 +28,8 @@ need: a request head (request line and header fields, no body) goes in, a handle
   answer before the client reads it (a client still sending its oversized head would never see
   its ``431``).
 * bad requests (every error answer) and head timeouts are logged through a `BadInputLog`: one
-  line per source and interval, then counts.
+  line per source and interval, then counts.  A head arriving in pieces is searched for its end
+  only where it grew, so a byte-at-a-time head costs time linear in its length.
 * HEAD gets the headers of the GET answer (``Content-Length`` included) and no body.
 * a handler exception is logged and answered ``500``; nothing ever raises out of the protocol.
 
@@ -275,6 +276,8 @@ class LeanHTTPProtocol(TwistedProtocol):
         self._deadline: float | None = None
         self._lingering = False
         self._discarded = 0
+        # Bytes at the start of the buffer already searched for the end of a head, in vain.
+        self._scanned = 0
         self._timer: IDelayedCall | None = None
         self._direct: socket.socket | None = None
         self.peer_ip = ""
@@ -419,10 +422,14 @@ class LeanHTTPProtocol(TwistedProtocol):
             if buffer[0] in (13, 10):
                 # Empty lines before a request line are ignored (RFC 9112 §2.2).
                 buffer = self._buffer = buffer.lstrip(b"\r\n")
+                self._scanned = 0
                 if not buffer:
                     return
             # The whole head, its terminating empty line included, must fit in max_head bytes.
-            plain = _PLAIN_HEAD.match(buffer, 0, max_head)
+            # A head arriving in pieces is searched only where it grew (bytes before `_scanned`
+            # hold no end of head), so its cost is linear, not quadratic, in its length.
+            scanned = self._scanned
+            plain = _PLAIN_HEAD.match(buffer, 0, max_head) if not scanned else None
             if plain is not None:
                 self._buffer = buffer[plain.end() :]
                 self._deadline = None
@@ -434,20 +441,24 @@ class LeanHTTPProtocol(TwistedProtocol):
                     return
                 self._answer(method, target.decode("ascii"), minor != b"0", fields)
                 continue
-            end = buffer.find(b"\r\n\r\n", 0, max_head)
+            start = max(scanned - 3, 0)  # an end of head may straddle the bytes searched before
+            end = buffer.find(b"\r\n\r\n", start, max_head)
             size = 4
             # A head ended by bare LFs (tolerated, as nginx and Apache do).
-            bare = buffer.find(b"\n\n", 0, max_head if end < 0 else end + 2)
+            bare = buffer.find(b"\n\n", start, max_head if end < 0 else end + 2)
             if bare >= 0 and (end < 0 or bare < end):
                 end, size = bare, 2
             else:
-                mixed = buffer.find(b"\n\r\n", 0, max_head if end < 0 else end + 1)
+                mixed = buffer.find(b"\n\r\n", start, max_head if end < 0 else end + 1)
                 if mixed >= 0 and (end < 0 or mixed < end):
                     end, size = mixed, 3
             if end < 0:
                 if len(buffer) >= max_head:
                     self._error(431)
+                else:
+                    self._scanned = len(buffer)
                 return
+            self._scanned = 0
             head = buffer[:end]
             self._buffer = buffer[end + size :]
             self._deadline = None

@@ -140,6 +140,49 @@ class FastPathTests(SynchronousTestCase):
         data = b"".join(requests)
         self.assertEqual(self.run_heads(data, fast=True), self.run_heads(data, fast=False))
 
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(heads(), min_size=1, max_size=3), st.lists(st.integers(1, 40), max_size=30))
+    def test_pieces_same_as_whole(self, requests: list[bytes], cuts: list[int]) -> None:
+        """Heads arriving in pieces (each piece searched only where the buffer grew) are answered
+        exactly as when they arrive whole."""
+        data = b"".join(requests)
+        recorder, factory, _ = make()
+        protocol, transport = connect(factory)
+        rest = data
+        for size in cuts:
+            protocol.dataReceived(rest[:size])
+            rest = rest[size:]
+        if rest:
+            protocol.dataReceived(rest)
+        self.assertEqual((transport.value(), bool(transport.disconnecting), recorder.seen),
+                         self.run_heads(data, fast=True))
+
+    def test_head_in_pieces_searched_once(self) -> None:
+        """A long head sent a byte at a time: the fast expression is tried once, and each search
+        for the end of head starts where the last one stopped."""
+        tried: list[int] = []
+        plain = http._PLAIN_HEAD
+
+        class Counting:
+            def match(self, buffer: bytes, pos: int, endpos: int) -> object:
+                tried.append(len(buffer))
+                return plain.match(buffer, pos, endpos)
+
+        http._PLAIN_HEAD = Counting()  # type: ignore[assignment]
+        try:
+            recorder, factory, _ = make()
+            protocol, transport = connect(factory)
+            head = b"GET / HTTP/1.1\r\nHost: h\r\nX-Pad: " + b"p" * 6000 + b"\r\n\r\n"
+            for i in range(len(head) - 1):
+                protocol.dataReceived(head[i : i + 1])
+                self.assertEqual(protocol._scanned, i + 1)
+            protocol.dataReceived(head[-1:])
+        finally:
+            http._PLAIN_HEAD = plain
+        self.assertEqual([seen[1] for seen in recorder.seen], ["/"])
+        self.assertEqual(tried, [1])
+        self.assertEqual(protocol._scanned, 0)
+
     def test_usual_head_takes_fast_path(self) -> None:
         """The heads curl, wget, cloud-init and wrk send match the fast expression."""
         for head in (
