@@ -13,7 +13,10 @@ Running, the runner heart-beats every `cluster.heartbeat.interval` and:
 * fences itself when it has not reached the database for longer than that threshold, as
   CloudStack's cluster manager does: the peers now count it as dead and fail its jobs, so it starts
   no job, cancels the bodies of the jobs it holds, and, once the database answers again, fails
-  those jobs (those a peer has not failed already) before it heart-beats and takes jobs again;
+  those jobs (those a peer has not failed already) before it heart-beats and takes jobs again.
+  The silence is counted in heartbeat ticks, so a step of the wall clock fences nothing; a process
+  that did not run at all for that long (suspended) finds, by the database's clock, that its
+  previous heartbeat is older than the threshold, and fails what it holds in the same way;
 * cancels a job that has held its sync object for longer than `job.cancel.threshold.minutes`
   (CloudStack's "Job is cancelled as it has been blocking others for too long"), its age measured
   on the database's clock from the moment it started.
@@ -83,8 +86,11 @@ class JobRunner(MultiService):
         self.held: dict[int, HeldJob] = {}
         # True while this server has not reached the database for longer than the heartbeat threshold
         self.fenced = False
-        # the injected clock's time of the last heartbeat the database took (a duration on one clock)
-        self.last_contact = 0.0
+        # seconds of heartbeat ticks since the database last took a heartbeat
+        self.silent = 0.0
+        # the database's time of the last heartbeat it took
+        self.last_beat: int | None = None
+        self._interval = 1.5
         self._beating: Deferred[None] | None = None
         api.jobs = self
 
@@ -95,13 +101,12 @@ class JobRunner(MultiService):
         """Register this server and fail orphaned jobs; called before the API listens."""
         db = self.api.db
         self.mshost = await db.jobs.register_mshost(self.ms_uuid, self.ms_name, runid)
-        self.last_contact = self.api.clock.seconds()
         orphans = await db.jobs.fail_orphans(self.mshost.id, int(self._threshold()), RESTART_TEXT)
         for job in orphans:
             self.log.warn("failed orphaned job {job} ({command})", job=job.uuid, command=job.command)
             await self._recover(job)
-        interval = self.api.settings.int("cluster.heartbeat.interval") / 1000.0
-        heartbeat = TimerService(max(interval, 0.1), self._heartbeat)
+        self._interval = max(self.api.settings.int("cluster.heartbeat.interval") / 1000.0, 0.1)
+        heartbeat = TimerService(self._interval, self._heartbeat)
         heartbeat.clock = self.api.clock
         heartbeat.setName("heartbeat")
         heartbeat.setServiceParent(self)
@@ -120,9 +125,9 @@ class JobRunner(MultiService):
     def _heartbeat(self) -> None:
         """One timer tick: fence when the database has been out of reach too long, and heart-beat
         unless the previous heartbeat is still waiting for the database."""
-        silent = self.api.clock.seconds() - self.last_contact
-        if not self.fenced and silent > self._threshold():
-            self._fence(silent)
+        self.silent += self._interval
+        if not self.fenced and self.silent > self._threshold():
+            self._fence(self.silent)
         if self._beating is None:
             d = self._beating = Deferred.fromCoroutine(self._beat())
 
@@ -153,12 +158,23 @@ class JobRunner(MultiService):
         assert self.mshost is not None
         try:
             if self.fenced or any(h.finished for h in self.held.values()):
-                await self._fail_held()
+                await self._fail_held(everything=self.fenced)
             db_now = await self.api.db.jobs.heartbeat(self.mshost.id)
-            self.last_contact = self.api.clock.seconds()
+            self.silent = 0.0
+            gap = db_now - self.last_beat if self.last_beat is not None else 0
+            self.last_beat = db_now
             if self.fenced:
                 self.fenced = False
                 self.log.info("the database is reachable again: this server takes jobs again")
+            elif gap > self._threshold() and self.held:
+                # this process did not run (suspended, stalled) for longer than the threshold: its peers may
+                # have taken its jobs over, as if it had been cut off
+                self.log.error("this server's previous heartbeat is {gap}s old by the database's clock "
+                               "(cluster.heartbeat.threshold {threshold:.0f}s): stopping and failing the {held} "
+                               "jobs it holds", gap=gap, threshold=self._threshold(), held=len(self.held))
+                for held in list(self.held.values()):
+                    self._end(held, FENCED_TEXT)
+                await self._fail_held(everything=True)
             self._cancel_overdue(db_now)
             for job in await self.api.db.jobs.fail_orphans(self.mshost.id, int(self._threshold()), PEER_TEXT,
                                                             include_own=False):
@@ -170,10 +186,10 @@ class JobRunner(MultiService):
         except Exception:
             self.log.failure("heartbeat failed")
 
-    async def _fail_held(self) -> None:
-        """Fail, in the database, the jobs this server held when it fenced itself and those whose end
-        could not be stored; a job a peer has failed already is left as the peer left it."""
-        fenced = self.fenced
+    async def _fail_held(self, everything: bool) -> None:
+        """Fail, in the database, the jobs this server held when it fenced itself (`everything`) or those
+        whose end could not be stored; a job a peer has failed already is left as the peer left it."""
+        fenced = everything
         chosen = [h for h in self.held.values() if fenced or h.finished]
         failed = set(await self.api.db.jobs.fail_jobs([h.job.id for h in chosen], FENCED_TEXT if fenced else LOST_TEXT))
         for held in chosen:
@@ -213,11 +229,6 @@ class JobRunner(MultiService):
                 self.log.failure("job and session clean-up failed")
 
         return Deferred.fromCoroutine(clean())
-
-    def startService(self) -> None:  # noqa: N802 (Twisted API)
-        # the time without database contact counts from now (prepare may have run long before)
-        self.last_contact = self.api.clock.seconds()
-        super().startService()
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)
         return Deferred.fromCoroutine(self._stop())

@@ -15,7 +15,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -143,39 +142,56 @@ class FencingTests(RunnerTestCase):
         self.gates.open("g5")
         self.assertEqual(self.query(again)["jobstatus"], 1)
 
-    def test_suspended_process_fences(self) -> None:
-        """A process that did not run for longer than the threshold (suspended, a stalled reactor) counts as
-        fenced too, since its peers have taken its jobs over; the same heartbeat fails them and unfences."""
+    def test_wall_clock_step_does_not_fence(self) -> None:
+        """The local clock leaping a day between two heartbeats (a wall-clock step) fences nothing: the
+        silence is counted in heartbeat ticks, and the database's clock says the heartbeats never stopped."""
         jobid = self.submit("a", "g1")
-        self.cloud.reactor.advance(self.threshold + 10)
+        self.cloud.reactor.advance(86400)
+        self.tick(3)
         self.assertFalse(self.cloud.jobs.fenced)
+        self.assertEqual(self.row(jobid)[0], PENDING)
+        self.gates.open("g1")
+        self.assertEqual(self.row(jobid)[0], 1)
+
+    def test_suspended_process_fails_what_it_held(self) -> None:
+        """A process that did not run for longer than the threshold (suspended) finds its previous heartbeat
+        that old by the database's clock: its peers may have taken its jobs over, so it stops and fails them."""
+        jobid = self.submit("a", "g1")
+        self.tick(1.5)
+        jobs_db = self.cloud.db.jobs
+        heartbeat = type(jobs_db).heartbeat
+        gap = int(self.threshold) + 10
+        jobs_db.heartbeat = lambda msid: heartbeat(jobs_db, msid).addCallback(  # type: ignore[method-assign]
+            lambda now: now + gap)
+        with capturedLogs() as events:
+            self.tick(1.5)
+        self.assertFalse(self.cloud.jobs.fenced)
+        self.assertTrue(self.gates.gates["g1"].called)
         self.assertEqual(self.query(jobid)["jobresult"]["errortext"], FENCED_TEXT)
+        self.assertEqual(len([e for e in events if "previous heartbeat" in e.get("log_format", "")]), 1)
+        self.assertEqual(self.cloud.jobs.held, {})
 
 
 class CancelThresholdTests(RunnerTestCase):
     """job.cancel.threshold.minutes: a job holding its object longer is failed, by the database's clock."""
 
-    def shift_db_clock(self, seconds: int) -> None:
-        """Make the database's clock, as the runner reads it, run `seconds` ahead."""
-        jobs_db = self.cloud.db.jobs
-        heartbeat = type(jobs_db).heartbeat
-
-        def shifted(msid: int) -> Deferred[int]:
-            return heartbeat(jobs_db, msid).addCallback(lambda now: now + seconds)
-
-        jobs_db.heartbeat = shifted  # type: ignore[method-assign]
+    def backdate(self, jobid: str, seconds: int) -> None:
+        """Make a running job's start, taken from the database's clock, `seconds` older."""
+        job = self.successResultOf(self.cloud.db.jobs.get_by_uuid(jobid))
+        held = self.cloud.jobs.held[job.id]
+        assert held.started is not None
+        held.started -= seconds
 
     def test_cancelled_after_threshold(self) -> None:
         """At 59 minutes the job runs on; past 60 it fails with CloudStack's text and the next job starts."""
         first = self.submit("a", "g1")
         second = self.submit("a", "g2")
-        self.shift_db_clock(59 * 60)
+        self.backdate(first, 59 * 60)
         self.tick(1.5)
         self.assertEqual(self.row(first)[0], PENDING)
-        self.shift_db_clock(60 * 60 + 2)
+        self.backdate(first, 60 + 2)
         with capturedLogs() as events:
             self.tick(1.5)
-        del self.cloud.db.jobs.heartbeat
         out = self.query(first)
         self.assertEqual((out["jobstatus"], out["jobresultcode"]), (2, 530))
         self.assertEqual(out["jobresult"]["errortext"], CANCEL_TEXT)
@@ -190,7 +206,6 @@ class CancelThresholdTests(RunnerTestCase):
     def test_local_clock_does_not_count(self) -> None:
         """Two hours on the local clock while the database's clock stands still cancel nothing."""
         jobid = self.submit("a", "g1")
-        self.shift_db_clock(0)
         self.tick(2 * 3600, step=60)
         self.assertEqual(self.row(jobid)[0], PENDING)
         self.gates.open("g1")
@@ -199,7 +214,7 @@ class CancelThresholdTests(RunnerTestCase):
     def test_setting_is_read_each_pass(self) -> None:
         """A lower job.cancel.threshold.minutes applies to a job already running; 0 turns it off."""
         jobid = self.submit("a", "g1")
-        self.shift_db_clock(6 * 60)
+        self.backdate(jobid, 6 * 60)
         self.cloud.api.settings.set("job.cancel.threshold.minutes", "0")
         self.tick(1.5)
         self.assertEqual(self.row(jobid)[0], PENDING)
@@ -218,7 +233,6 @@ class DatabaseClockTests(RunnerTestCase):
 
     def test_local_clock_far_ahead_takes_no_live_peer_over(self) -> None:
         """Ten years ahead locally: the peer, heart-beating by the database's clock, keeps its job."""
-        self.cloud.jobs.last_contact += 10 * 365 * 86400
         self.cloud.reactor.advance(10 * 365 * 86400)
         self.tick(3)
         self.assertFalse(self.cloud.jobs.fenced)
