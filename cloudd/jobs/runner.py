@@ -157,13 +157,17 @@ class JobRunner(MultiService):
         cancel threshold (never raises). A fenced server first fails the jobs it held."""
         assert self.mshost is not None
         try:
-            if self.fenced or any(h.finished for h in self.held.values()):
-                await self._fail_held(everything=self.fenced)
+            was_fenced = self.fenced
+            if was_fenced or any(h.finished for h in self.held.values()):
+                await self._fail_held(everything=was_fenced)
             db_now = await self.api.db.jobs.heartbeat(self.mshost.id)
             self.silent = 0.0
             gap = db_now - self.last_beat if self.last_beat is not None else 0
             self.last_beat = db_now
             if self.fenced:
+                if not was_fenced:
+                    # fenced while this heartbeat waited for the database
+                    await self._fail_held(everything=True)
                 self.fenced = False
                 self.log.info("the database is reachable again: this server takes jobs again")
             elif gap > self._threshold() and self.held:
@@ -189,9 +193,14 @@ class JobRunner(MultiService):
     async def _fail_held(self, everything: bool) -> None:
         """Fail, in the database, the jobs this server held when it fenced itself (`everything`) or those
         whose end could not be stored; a job a peer has failed already is left as the peer left it."""
-        fenced = everything
-        chosen = [h for h in self.held.values() if fenced or h.finished]
-        failed = set(await self.api.db.jobs.fail_jobs([h.job.id for h in chosen], FENCED_TEXT if fenced else LOST_TEXT))
+        chosen = [h for h in self.held.values() if everything or h.finished]
+        if everything:
+            for held in chosen:
+                self._end(held, FENCED_TEXT)
+        fenced = [h.job.id for h in chosen if h.reason == FENCED_TEXT]
+        lost = [h.job.id for h in chosen if h.reason != FENCED_TEXT]
+        failed = set(await self.api.db.jobs.fail_jobs(fenced, FENCED_TEXT))
+        failed.update(await self.api.db.jobs.fail_jobs(lost, LOST_TEXT))
         for held in chosen:
             if held.finished:
                 del self.held[held.job.id]
