@@ -93,7 +93,9 @@ SETTINGS: tuple[Setting, ...] = (
     # jobs and cluster
     _S("job.expire.minutes", "Integer", "1440", "Advanced", "Minutes a finished job stays queryable."),
     _S("job.cancel.threshold.minutes", "Integer", "60", "Advanced",
-       "Jobs blocking others longer than this are failed."),
+       "A job that has held its resource (and so blocked the jobs queued behind it) longer than this, "
+       "counted on the database's clock from its start, is failed with 530 and the next job starts; 0 turns "
+       "the check off."),
     _S("vm.job.lock.timeout", "Integer", "1800", "Advanced", "Seconds to wait for a VM's job lock."),
     _S("log.hide.password", "Boolean", "true", "Advanced", "Never show passwords in job results and logs."),
     _S("cluster.heartbeat.interval", "Integer", "1500", "Advanced", "Milliseconds between heartbeats."),
