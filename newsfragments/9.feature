@@ -1,0 +1,1 @@
+The base directory is now owner-only, API secret keys are encrypted in the database under a key kept in `secrets.key` (or given with `--secrets-key-file` / `CLOUDD_SECRETS_KEY`), and session keys are stored only as keyed hashes; the upgrade encrypts existing keys and ends live sessions.
