@@ -1,9 +1,10 @@
 """Sans-IO fast path: complete answers for the router's own names, precomputed (DESIGN.md §6).
 
-`compile_table` turns a `DnsTable` into a dict from the query's bytes after the flags (the four
-counts, then the question: name in wire form lower-cased, type, class) to a response template;
-for a plain query `answer` then costs one ``bytes.lower``, one dict lookup, one bit test and one
-concatenation.  It handles exactly:
+`compile_table` wraps a `DnsTable`, whose names are held in wire form lower-cased
+(`DnsTable.forward`, `DnsTable.reverse`), with the few header variants and negative answers its
+responses share; nothing is stored per name beyond the table itself (a router holds it for every
+VM as long as it runs).  For a plain query `answer` then costs one ``bytes.lower``, one dict
+lookup and a few comparisons and concatenations.  It handles exactly:
 
 * a standard query (QR=0, opcode 0) with QDCOUNT=1, ANCOUNT=NSCOUNT=0 and either no additional
   record or one EDNS OPT record (RFC 6891) of version 0 ending the datagram, with well-formed
@@ -29,12 +30,9 @@ options.
 
 from __future__ import annotations
 
-import ipaddress
 import struct
-from collections.abc import Mapping
-from types import MappingProxyType
 
-from routervm.dns.table import SOA_TIMERS, TTL, DnsTable, Entry
+from routervm.dns.table import SOA_TIMERS, TTL, DnsTable, encode_name
 
 __all__ = ["EDNS_UDP_SIZE", "LeanTable", "answer", "compile_table", "encode_name", "opt_record"]
 
@@ -64,38 +62,81 @@ Heads = tuple[bytes, bytes, bytes, bytes]
 #: (heads, the answer and authority records)
 Template = tuple[Heads, bytes]
 
+_TYPE_A, _TYPE_PTR, _TYPE_AAAA, _CLASS_IN = b"\x00\x01", b"\x00\x0c", b"\x00\x1c", b"\x00\x01"
+_A_IN = _TYPE_A + _CLASS_IN
+#: An A record up to its address, owner compressed to the question.
+_A_RR = _POINTER_TO_QUESTION + struct.pack("!HHIH", _A, _IN, TTL, 4)
+#: A PTR record up to its target, by the target's length.
+_PTR_RRS = tuple(_POINTER_TO_QUESTION + struct.pack("!HHIH", _PTR, _IN, TTL, n) for n in range(256))
+
 
 class LeanTable:
-    """The compiled templates of one `DnsTable`; immutable.  `domain_wire` is the domain in wire
-    form lower-cased (empty when there is no domain); `soa_parts` the SOA record around its three
+    """What `answer` needs for one `DnsTable`; immutable but for a small cache of NODATA answers
+    (one per position of the domain in a question).  `domain_wire` is the domain in wire form
+    lower-cased (empty when there is no domain); `soa_parts` the SOA record around its three
     pointers to the owner name."""
 
-    __slots__ = ("table", "recursion_available", "templates", "domain_wire", "soa_parts", "nx_heads")
+    __slots__ = ("table", "recursion_available", "forward", "reverse", "domain_wire", "soa_parts", "nx_heads",
+                 "one_heads", "_nodata")
 
-    def __init__(self, table: DnsTable, recursion_available: bool, templates: Mapping[bytes, Template]):
+    def __init__(self, table: DnsTable, recursion_available: bool):
         self.table = table
         self.recursion_available = recursion_available
-        self.templates = templates
+        self.forward = table.forward
+        self.reverse = table.reverse
         self.domain_wire = encode_name(table.domain) if table.domain else b""
         self.soa_parts = _soa_parts(table.domain) if table.domain else (b"", b"", b"")
         ra = 0x80 if recursion_available else 0
         self.nx_heads = (
             _heads(ra | _NXDOMAIN, 0, 1), _heads(ra | _NXDOMAIN, 0, 0),  # with SOA, without
         )
+        self.one_heads = _heads(ra, 1, 0)  # one A or PTR record
+        self._nodata: dict[int, Template] = {}
 
     def __repr__(self) -> str:
-        return f"<LeanTable {len(self.templates)} questions>"
+        return f"<LeanTable {len(self.forward) + len(self.reverse)} names>"
 
+    def nodata(self, name: bytes) -> Template:
+        """The NODATA answer for the known wire name `name` (lower case): the domain's SOA,
+        pointing into the question, when the name is in the domain."""
+        domain = self.domain_wire
+        offset = 0
+        if domain and name.endswith(domain) and _label_start(name, len(name) - len(domain)):
+            offset = 12 + len(name) - len(domain)
+        found = self._nodata.get(offset)
+        if found is None:
+            ra = 0x80 if self.recursion_available else 0
+            found = (_heads(ra, 0, 1), _soa(self, offset)) if offset else (_heads(ra, 0, 0), b"")
+            self._nodata[offset] = found
+        return found
 
-def encode_name(name: str) -> bytes:
-    """Wire form of a name (no compression): ``b"\\x04web1\\x05cloud\\x00"``."""
-    out = bytearray()
-    for label in name.split(".") if name else ():
-        raw = label.encode("ascii")
-        out.append(len(raw))
-        out += raw
-    out.append(0)
-    return bytes(out)
+    def template(self, question: bytes) -> Template | None:
+        """The answer to `question` (wire name lower-cased, type, class), or None when it is
+        not a known name with type A, PTR or AAAA and class IN.  A match implies the question is
+        exactly one well-formed name, type and class."""
+        if question[-2:] != _CLASS_IN:
+            return None
+        qtype = question[-4:-2]
+        name = question[:-4]
+        if qtype == _TYPE_A:
+            ips = self.forward.get(name)
+            if ips is None:
+                return self.nodata(name) if name in self.reverse else None
+            if len(ips) == 4:
+                return self.one_heads, _A_RR + ips
+            if not ips:
+                return self.nodata(name)
+            count = len(ips) // 4
+            ra = 0x80 if self.recursion_available else 0
+            return _heads(ra, count, 0), b"".join(_A_RR + ips[i : i + 4] for i in range(0, len(ips), 4))
+        if qtype == _TYPE_PTR:
+            target = self.reverse.get(name)
+            if target is not None:
+                return self.one_heads, _PTR_RRS[len(target)] + target
+            return self.nodata(name) if name in self.forward else None
+        if qtype == _TYPE_AAAA and (name in self.forward or name in self.reverse):
+            return self.nodata(name)
+        return None
 
 
 def _soa_parts(domain: str) -> tuple[bytes, bytes, bytes]:
@@ -135,91 +176,53 @@ def _heads(flags2: int, ancount: int, nscount: int) -> Heads:
     return found  # type: ignore[return-value]
 
 
-def _records(entry: Entry, qtype: int) -> list[bytes]:
-    ttl = struct.pack("!I", TTL)
-    if qtype == _A:
-        return [
-            _POINTER_TO_QUESTION
-            + struct.pack("!HH", _A, _IN)
-            + ttl
-            + b"\x00\x04"
-            + ipaddress.IPv4Address(ip).packed
-            for ip in entry.addresses
-        ]
-    if qtype == _PTR and entry.pointer is not None:
-        target = encode_name(entry.pointer)
-        return [
-            _POINTER_TO_QUESTION
-            + struct.pack("!HH", _PTR, _IN)
-            + ttl
-            + struct.pack("!H", len(target))
-            + target
-        ]
-    return []
-
-
 def compile_table(table: DnsTable, *, recursion_available: bool) -> LeanTable:
-    """Precompute every answer `answer` can give for `table`.  `recursion_available` is the RA
-    flag the library path sets (true when the server has upstream resolvers)."""
-    ra = 0x80 if recursion_available else 0
-    templates: dict[bytes, Template] = {}
-    lean = LeanTable(table, recursion_available, templates)
-    suffix = b"." + table.domain.encode("ascii") if table.domain else None
-    bodies: dict[bytes, bytes] = {}
-    # One template object for equal templates (every NODATA, a host's name and FQDN): a router
-    # holds three per name for every VM as long as it runs.
-    shared: dict[Template, Template] = {}
-    for name, entry in table.names().items():
-        qname = encode_name(name)
-        raw = name.encode("ascii")
-        # The SOA of a NODATA answer points at the domain inside the question (case kept).
-        soa_offset = None
-        if suffix is not None and (raw == suffix[1:] or raw.endswith(suffix)):
-            soa_offset = 12 + len(qname) - len(lean.domain_wire)
-        for qtype in (_A, _PTR, _AAAA):
-            rrs = _records(entry, qtype)
-            if rrs or soa_offset is None:
-                body, nscount = b"".join(rrs), 0
-            else:
-                body, nscount = _soa(lean, soa_offset), 1
-            body = bodies.setdefault(body, body)
-            template = (_heads(ra, len(rrs), nscount), body)
-            templates[_QUERY_COUNTS + qname + struct.pack("!HH", qtype, _IN)] = shared.setdefault(template, template)
-    lean.templates = MappingProxyType(templates)
-    return lean
+    """What `answer` needs for `table`.  `recursion_available` is the RA flag the library path
+    sets (true when the server has upstream resolvers)."""
+    return LeanTable(table, recursion_available)
 
 
 def answer(query: bytes, table: LeanTable) -> bytes | None:
     """The complete response to `query`, or ``None`` when the lean path does not handle it.
     Never raises for any input bytes."""
-    # The key is everything after the flags, lower-cased: the four counts (so a match implies
-    # QDCOUNT=1 and no other records) and the question section.  Count bytes and label lengths
-    # are below "A" where they can match, so lowering never changes the structure; type, class
-    # or count bytes that look like capitals become 0x61-0x7A and can no longer match a template.
+    # The four counts are compared as sent (QDCOUNT=1, no other records) and the question is
+    # looked up lower-cased (`LeanTable.template`: a match means one well-formed known name, its
+    # type and class).  Label lengths are below "A", so lowering never changes the structure;
+    # type or class bytes that look like capitals become 0x61-0x7A and can no longer match.
+    if query[4:12] == _QUERY_COUNTS:
+        # The commonest question first, inline: one address for a known name.
+        if query[-4:] == _A_IN:
+            ips = table.forward.get(query[12:-4].lower())
+            if ips is not None and len(ips) == 4 and not query[2] & 0xF8:
+                # At most 2 + 10 + 259 + 16 bytes: always within 512.
+                return query[:2] + table.one_heads[query[2] & 1] + query[12:] + _A_RR + ips
+        found = table.template(query[12:].lower())
+        if found is None:
+            return _answer_other(query, table)
+        # QR=0 and opcode 0 (bits 7-3 of byte 2); a match implies at least 17 bytes.
+        if query[2] & 0xF8:
+            return None
+        out = query[:2] + found[0][query[2] & 1] + query[12:] + found[1]
+        return out if len(out) <= _PLAIN_UDP_SIZE else None
     if query[11:12] == b"\x01" and query[4:11] == _EDNS_COUNTS:
         # The OPT records dig (one client cookie, RFC 7873) and most stubs (no option) send:
         # when the bytes before such a record are a whole known question, that is the parse.
         tail = query[-23:]
         if tail[9:15] == _ONE_COOKIE and tail[:3] == _OPT_PREFIX:
-            found = table.templates.get(_QUERY_COUNTS + query[12:-23].lower())
+            question = query[12:-23]
         else:
             tail = query[-11:]
-            found = None
-            if tail[:3] == _OPT_PREFIX and tail[9:] == b"\x00\x00":
-                found = table.templates.get(_QUERY_COUNTS + query[12:-11].lower())
+            question = query[12:-11] if tail[:3] == _OPT_PREFIX and tail[9:] == b"\x00\x00" else b""
+        if question[-4:] == _A_IN:
+            ips = table.forward.get(question[:-4].lower())
+            found = (table.one_heads, _A_RR + ips) if ips is not None and len(ips) == 4 else None
+        else:
+            found = table.template(question.lower()) if question else None
         if found is not None and not tail[6] and not query[2] & 0xF8:
-            out = query[:2] + found[0][2 | query[2] & 1] + query[12 : -len(tail)] + found[1] + _OPT
+            out = query[:2] + found[0][2 | query[2] & 1] + question + found[1] + _OPT
             if len(out) <= _PLAIN_UDP_SIZE or len(out) <= min(tail[3] << 8 | tail[4], EDNS_UDP_SIZE):
                 return out
-        return _answer_other(query, table)
-    found = table.templates.get(query[4:].lower())
-    if found is None:
-        return _answer_other(query, table)
-    # QR=0 and opcode 0 (bits 7-3 of byte 2); a match implies at least 17 bytes.
-    if query[2] & 0xF8:
-        return None
-    out = query[:2] + found[0][query[2] & 1] + query[12:] + found[1]
-    return out if len(out) <= _PLAIN_UDP_SIZE else None
+    return _answer_other(query, table)
 
 
 def _answer_other(query: bytes, table: LeanTable) -> bytes | None:
@@ -270,7 +273,7 @@ def _answer_other(query: bytes, table: LeanTable) -> bytes | None:
     rd = query[2] & 1
     question = query[12:qend]
     lowered = question.lower()
-    found = table.templates.get(_QUERY_COUNTS + lowered)
+    found = table.template(lowered)
     if found is not None:
         out = query[:2] + found[0][rd + 2 * additional] + question + found[1] + opt
         return out if len(out) <= limit else None
@@ -279,9 +282,7 @@ def _answer_other(query: bytes, table: LeanTable) -> bytes | None:
         return None
     name = lowered[:-4]
     qtype = question[-4:-2]
-    if qtype not in (b"\x00\x01", b"\x00\x0c", b"\x00\x1c") and (
-        _QUERY_COUNTS + name + b"\x00\x01\x00\x01" in table.templates
-    ):
+    if qtype not in (_TYPE_A, _TYPE_PTR, _TYPE_AAAA) and (name in table.forward or name in table.reverse):
         return None  # the name exists: the library answers its other types
     domain = table.domain_wire
     if domain and name.endswith(domain) and _label_start(question, len(name) - len(domain)):

@@ -36,13 +36,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from routervm.records import VmRecord
 
-__all__ = ["DATA_SERVER", "SOA_TIMERS", "TTL", "DnsTable", "Entry", "reverse_name", "soa_owner"]
+__all__ = [
+    "DATA_SERVER", "SOA_TIMERS", "TTL", "DnsTable", "Entry", "decode_name", "encode_name", "reverse_name",
+    "soa_owner",
+]
 
 #: The name guests use to find the router (cloud-init's CloudStack datasource).
 DATA_SERVER = "data-server"
@@ -109,17 +113,27 @@ def _private_reverse(name: str) -> bool:
 
 class DnsTable:
     """Immutable authoritative data; build with `DnsTable.build`.  Safe to share between threads
-    and to swap by reference."""
+    and to swap by reference.
 
-    __slots__ = ("domain", "router_ip", "skipped", "_entries")
+    Names are held once, in DNS wire form, lower case (`encode_name`): the form a query carries
+    them in, so the lean path (`routervm.dns.lean`) looks them up as they are and writes PTR
+    targets from them, and no per-name answer is stored anywhere.  `forward` maps every forward
+    name to its IPv4 addresses, packed and concatenated (4 bytes each; empty for a name that
+    exists without addresses, such as the domain); `reverse` maps every reverse name to its PTR
+    target, the very object that is that target's key in `forward` when the target is served.
+    A host name and its FQDN share one address value.  A router holds this table for every VM as
+    long as it runs: three keys, one address value and two dict slots per VM."""
 
-    def __init__(
-        self, domain: str, router_ip: str, entries: Mapping[str, Entry], skipped: tuple[str, ...] = ()
-    ) -> None:
+    __slots__ = ("domain", "router_ip", "skipped", "forward", "reverse")
+
+    def __init__(self, domain: str, router_ip: str, forward: dict[bytes, bytes], reverse: dict[bytes, bytes],
+                 skipped: tuple[str, ...] = ()) -> None:
         self.domain = domain
         self.router_ip = router_ip
         self.skipped = skipped
-        self._entries: Mapping[str, Entry] = MappingProxyType(dict(entries))
+        # Plain dicts, typed read-only: the lean path looks up in them for every query.
+        self.forward: Mapping[bytes, bytes] = forward
+        self.reverse: Mapping[bytes, bytes] = reverse
 
     @classmethod
     def build(cls, domain: str, router_ip: str, records: Iterable[VmRecord]) -> DnsTable:
@@ -129,66 +143,74 @@ class DnsTable:
         if domain and not all(_LABEL_RE.match(label) for label in domain.split(".")):
             raise ValueError(f"domain {domain!r} is not a valid DNS name")
         router_ip = str(ipaddress.IPv4Address(router_ip))
+        domain_wire = encode_name(domain) if domain else b""
 
-        # One string per name, shared by the table's keys and the PTR targets (a router holds
-        # this table for every VM as long as it runs).
-        fqdns: dict[str, str] = {}
+        # One wire name per host label for its FQDN, shared by its `forward` key and the PTR
+        # targets that name it.
+        fqdns: dict[str, bytes] = {}
 
-        def fqdn(label: str) -> str:
-            if not domain:
-                return label
+        def fqdn(label: str) -> bytes:
             found = fqdns.get(label)
             if found is None:
-                found = fqdns[label] = f"{label}.{domain}"
+                raw = label.encode("ascii")
+                found = fqdns[label] = bytes((len(raw),)) + raw + (domain_wire or b"\x00")
             return found
 
-        addresses: dict[str, list[str]] = {}
-        pointers: dict[str, str] = {}
+        addresses: dict[str, list[bytes]] = {}
+        pointers: dict[bytes, bytes] = {}
         skipped: list[str] = []
         for record in records:
             host = record.hostname.lower()
-            if host == record.hostname:
-                host = record.hostname  # the record's own string, not a copy
             if not _LABEL_RE.match(host):
                 skipped.append(record.hostname)
                 continue
             for nic in record.nics:
                 if ":" in nic.ip:  # IPv6 (`Nic.ip` is canonical text)
                     continue
-                pointers.setdefault(reverse_name(nic.ip), fqdn(host))
+                pointers.setdefault(encode_name(reverse_name(nic.ip)), fqdn(host))
                 if nic is record.default_nic and host != DATA_SERVER:
+                    packed = socket.inet_aton(nic.ip)
                     found = addresses.setdefault(host, [])
-                    if nic.ip not in found:
-                        found.append(nic.ip)
-        addresses[DATA_SERVER] = [router_ip]
-        pointers[reverse_name(router_ip)] = fqdn(DATA_SERVER)
+                    if packed not in found:
+                        found.append(packed)
+        addresses[DATA_SERVER] = [socket.inet_aton(router_ip)]
+        pointers[encode_name(reverse_name(router_ip))] = fqdn(DATA_SERVER)
 
-        entries: dict[str, Entry] = {}
+        forward: dict[bytes, bytes] = {}
         for host, ips in addresses.items():
-            entry = Entry(exists=True, addresses=tuple(ips))
-            entries[host] = entry
+            value = ips[0] if len(ips) == 1 else b"".join(ips)
             if domain:
-                entries[fqdn(host)] = entry
-        for rname, target in pointers.items():
-            entries[rname] = Entry(exists=True, pointer=target)
-        if domain:
-            entries.setdefault(domain, _NODATA)
-        return cls(domain, router_ip, entries, tuple(skipped))
+                raw = host.encode("ascii")
+                forward[bytes((len(raw),)) + raw + b"\x00"] = value
+            forward[fqdn(host)] = value
+        for rname in pointers:
+            forward.pop(rname, None)  # a reverse name is only ever a reverse name
+        if domain and domain_wire not in pointers:
+            forward.setdefault(domain_wire, b"")
+        return cls(domain, router_ip, forward, pointers, tuple(skipped))
 
     def __repr__(self) -> str:
-        return f"<DnsTable domain={self.domain!r} names={len(self._entries)}>"
+        return f"<DnsTable domain={self.domain!r} names={len(self.forward) + len(self.reverse)}>"
 
     def names(self) -> Mapping[str, Entry]:
-        """Every existing name (lower case, no trailing dot) and its entry."""
-        return self._entries
+        """Every existing name (lower case, no trailing dot) and its entry, built on each call
+        (for inspection and tests; the servers use `lookup`, `forward` and `reverse`)."""
+        result = {decode_name(wire): _forward_entry(ips) for wire, ips in self.forward.items()}
+        result.update((decode_name(wire), _reverse_entry(target)) for wire, target in self.reverse.items())
+        return MappingProxyType(result)
 
     def lookup(self, name: str) -> Entry | None:
         """The entry for `name`: `None` when the name is not ours (forward it), an entry with
         ``exists=False`` for NXDOMAIN, else the data (possibly empty: NODATA)."""
         key = _normalise_name(name)
-        entry = self._entries.get(key)
-        if entry is not None:
-            return entry
+        wire = _wire_key(key)
+        if wire is not None:
+            ips = self.forward.get(wire)
+            if ips is not None:
+                return _forward_entry(ips)
+            target = self.reverse.get(wire)
+            if target is not None:
+                return _reverse_entry(target)
         if not key:
             return None
         if "." not in key:
@@ -199,3 +221,44 @@ class DnsTable:
         if _private_reverse(key):
             return _NXDOMAIN
         return None
+
+
+def encode_name(name: str) -> bytes:
+    """Wire form of a name (no compression): ``b"\\x04web1\\x05cloud\\x00"``."""
+    out = bytearray()
+    for label in name.split(".") if name else ():
+        raw = label.encode("ascii")
+        out.append(len(raw))
+        out += raw
+    out.append(0)
+    return bytes(out)
+
+
+def decode_name(wire: bytes) -> str:
+    """The text of a wire name `encode_name` wrote: ``b"\\x04web1\\x00"`` → ``"web1"``."""
+    labels = []
+    at = 0
+    while wire[at]:
+        labels.append(wire[at + 1 : at + 1 + wire[at]].decode("ascii"))
+        at += 1 + wire[at]
+    return ".".join(labels)
+
+
+def _wire_key(name: str) -> bytes | None:
+    """`name` (normalised) in wire form, or None when it cannot be one of the table's names."""
+    if not name or len(name) > 253:
+        return None
+    try:
+        return encode_name(name)
+    except (UnicodeEncodeError, ValueError):  # not ASCII, or a label longer than 255
+        return None
+
+
+def _forward_entry(ips: bytes) -> Entry:
+    if not ips:
+        return _NODATA
+    return Entry(exists=True, addresses=tuple(socket.inet_ntoa(ips[i : i + 4]) for i in range(0, len(ips), 4)))
+
+
+def _reverse_entry(target: bytes) -> Entry:
+    return Entry(exists=True, pointer=decode_name(target))

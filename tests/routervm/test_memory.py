@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import socket
 import tracemalloc
 from typing import Any
 
@@ -16,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from routervm.dhcp.logic import DhcpLogic
 from routervm.dhcp.reservations import Reservation
 from routervm.dns.lean import compile_table, encode_name
-from routervm.dns.table import DnsTable
+from routervm.dns.table import DnsTable, reverse_name
 from routervm.memory import MMAP_THRESHOLD, fix_mmap_threshold
 from routervm.metadata.content import MetadataView
 from routervm.records import Nic, VmRecord
@@ -124,32 +125,33 @@ class StateFileTests(SynchronousTestCase):
 
 class DnsNameTests(SynchronousTestCase):
     def test_names_held_once(self) -> None:
-        """A VM's FQDN is one string for its table key and its PTR target; its host name key is
-        the record's own string."""
+        """Each name is one wire-form key; a VM's FQDN key is its PTR target too, and its host
+        name and FQDN share one address value."""
         state = RouterState.from_json(document(2))
         table = DnsTable.build("cloud.internal", "10.40.0.1", state.vms)
-        keys = {name: name for name in table.names()}
+        keys = {name: name for name in table.forward}
         for record in state.vms:
-            fqdn = keys[f"{record.hostname}.cloud.internal"]
+            fqdn = keys[encode_name(f"{record.hostname}.cloud.internal")]
             ip = record.nics[0].ip
-            pointer = table.names()[".".join(reversed(ip.split("."))) + ".in-addr.arpa"].pointer
-            self.assertIs(pointer, fqdn)
-            self.assertIs(keys[record.hostname], record.hostname)
+            self.assertIs(table.reverse[encode_name(reverse_name(ip))], fqdn)
+            self.assertIs(table.forward[encode_name(record.hostname)], table.forward[fqdn])
+            self.assertEqual(table.forward[fqdn], socket.inet_aton(ip))
 
-
-    def test_lean_templates_shared(self) -> None:
-        """Equal lean-path templates are one object: a host's name and its FQDN, and the NODATA
-        answers of names of one length."""
+    def test_nothing_per_name_in_the_lean_table(self) -> None:
+        """The lean path answers from the table's own dicts: compiling stores nothing per name,
+        and the NODATA answers of names of one length are one object."""
         state = RouterState.from_json(document(2))
-        lean = compile_table(DnsTable.build("cloud.internal", "10.40.0.1", state.vms), recursion_available=True)
+        table = DnsTable.build("cloud.internal", "10.40.0.1", state.vms)
+        lean = compile_table(table, recursion_available=True)
+        self.assertIs(lean.forward, table.forward)
+        self.assertIs(lean.reverse, table.reverse)
 
         def template(name: str, qtype: int) -> object:
-            return lean.templates[b"\x00\x01" + bytes(6) + encode_name(name) + bytes((0, qtype, 0, 1))]
+            return lean.template(encode_name(name) + bytes((0, qtype, 0, 1)))
 
-        self.assertIs(template("vm00000", 1), template("vm00000.cloud.internal", 1))
         self.assertIs(template("vm00000.cloud.internal", 28), template("vm00001.cloud.internal", 28))
         self.assertIs(template("vm00000", 28), template("vm00001", 28))
-        self.assertIsNot(template("vm00000", 1), template("vm00001", 1))
+        self.assertIsNot(template("vm00000", 28), template("vm00000.cloud.internal", 28))
 
 
 class BudgetTests(SynchronousTestCase):
