@@ -44,7 +44,7 @@ from routervm.device import listen_tcp_on_device
 from routervm.dhcp.server import DhcpServerProtocol, DhcpService, Listen
 from routervm.dns.server import DnsServer
 from routervm.dns.table import DnsTable
-from routervm.limits import ConnectionLimiter
+from routervm.limits import ConnectionLimiter, listen_tcp
 from routervm.metadata.server import MetadataFactory, MetadataService
 from routervm.nat.addresses import AddressApplier
 from routervm.nat.apply import RuleApplier
@@ -74,6 +74,8 @@ class Ports:
 #: Receive buffer of the DNS UDP socket: room for a few thousand queries, so that a flood from one
 #: guest and a moment without CPU do not make the kernel drop everyone's queries.
 DNS_RECEIVE_BUFFER = 4 * 1024 * 1024
+#: Bytes of DNS queries read per turn of the event loop (about a hundred queries).
+DNS_READ_BATCH = 4096
 
 
 def _enlarge_receive_buffer(port: IListeningPort) -> None:
@@ -230,10 +232,13 @@ class DataPlane(Service):
             return list(dns.listen(self.ports.dns, address))
         udp: IListeningPort = self.reactor.listenUDP(self.ports.dns, dns.protocol, interface=address)
         _enlarge_receive_buffer(udp)
+        # Read a bounded batch of queries per turn of the event loop (Twisted reads 256 KiB: a
+        # backlog of thousands of small queries, after a moment without CPU, in one go).
+        udp.maxThroughput = DNS_READ_BATCH  # type: ignore[attr-defined]
         try:
             port = udp.getHost().port if self.ports.dns == 0 else self.ports.dns  # type: ignore[attr-defined]
-            tcp: IListeningPort = self.reactor.listenTCP(port, self.limiter.wrap(dns.factory), backlog=BACKLOG,
-                                                         interface=address)
+            tcp = listen_tcp(self.reactor, port, self.limiter.wrap(dns.factory), interface=address,
+                             backlog=BACKLOG)
         except BaseException:
             udp.stopListening()
             raise
@@ -243,9 +248,7 @@ class DataPlane(Service):
         if self.limiter is not None:
             factory = self.limiter.wrap(factory)
         if self.listen_address is not None:
-            listening: IListeningPort = self.reactor.listenTCP(port, factory, backlog=BACKLOG,
-                                                               interface=self.listen_address)
-            return listening
+            return listen_tcp(self.reactor, port, factory, interface=self.listen_address, backlog=BACKLOG)
         return listen_tcp_on_device(self.reactor, port, factory, interface, backlog=BACKLOG)
 
     async def _unbind(self) -> None:

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import socket
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ServerFactory
+
+from routervm.limits import BoundedAcceptPort
 
 __all__ = ["DeviceTCPPort", "SO_BINDTODEVICE", "listen_tcp_on_device"]
 
 SO_BINDTODEVICE: int = getattr(socket, "SO_BINDTODEVICE", 25)
 
 
-class DeviceTCPPort(tcp.Port):
-    """A TCP port whose socket is tied to `device` before it binds."""
+class DeviceTCPPort(BoundedAcceptPort):
+    """A TCP port whose socket is tied to `device` before it binds (and accepts a bounded batch
+    of connections at a time, `routervm.limits.BoundedAcceptPort`)."""
 
     def __init__(self, port: int, factory: ServerFactory, device: str, interface: str = "",
                  reactor: object = None, backlog: int = 50) -> None:

@@ -9,6 +9,10 @@
   ``tap.py``); `guest_connection_budget` is what the guest listeners may hold of it: everything
   but a reserve for the control API's budget, the UDP sockets (DHCP, DNS, upstream queries), the
   state and log files and the child processes' pipes.
+* `BoundedAcceptPort` is a TCP port that accepts at most `MAX_ACCEPTS` connections per turn of
+  the event loop (Twisted's grows its batch by 20 after every full one, without bound: under a
+  connection flood one batch of thousands of accepts, each refused, stalls every other client);
+  `listen_tcp` listens with one.
 * `BadInputLog` logs bad input from guests at most once per source and interval, then one summary
   line with the counts: a flood of malformed packets costs a dictionary update each, not a line.
 
@@ -22,18 +26,22 @@ import resource
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet import tcp
+from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
 from twisted.internet.protocol import Factory, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 __all__ = [
     "DEFAULT_PER_SOURCE",
+    "MAX_ACCEPTS",
     "RESERVED_DESCRIPTORS",
     "BadInputLog",
+    "BoundedAcceptPort",
     "ConnectionLimiter",
     "LimitedFactory",
     "guest_connection_budget",
+    "listen_tcp",
     "raise_nofile_limit",
 ]
 
@@ -44,6 +52,27 @@ DEFAULT_PER_SOURCE = 64
 RESERVED_DESCRIPTORS = 256
 #: Fewest guest connections a budget allows, however low the descriptor limit.
 _MIN_BUDGET = 16
+#: Connections a guest listener accepts per turn of the event loop.
+MAX_ACCEPTS = 64
+
+
+class BoundedAcceptPort(tcp.Port):
+    """A TCP port accepting at most `max_accepts` connections each time it is readable."""
+
+    max_accepts = MAX_ACCEPTS
+
+    def doRead(self) -> None:  # noqa: N802 (Twisted API)
+        if self.numberAccepts > self.max_accepts:
+            self.numberAccepts = self.max_accepts
+        super().doRead()
+
+
+def listen_tcp(reactor: Any, port: int, factory: Factory[Any], interface: str = "",
+               backlog: int = 50) -> IListeningPort:
+    """`reactor.listenTCP` with a `BoundedAcceptPort`."""
+    listening = BoundedAcceptPort(port, factory, backlog=backlog, interface=interface, reactor=reactor)
+    listening.startListening()
+    return listening
 
 
 def raise_nofile_limit() -> int:

@@ -10,7 +10,7 @@ import resource
 import socket
 from typing import Any
 
-from twisted.internet import reactor
+from twisted.internet import reactor, tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, ServerFactory
@@ -22,12 +22,15 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from cloudd.pki import CertificateAuthority
 from routervm.config import Config, ConfigError, load_config
-from routervm.dataplane import DataPlane, Ports
+from routervm.dataplane import DNS_READ_BATCH, DataPlane, Ports
+from routervm.device import DeviceTCPPort
 from routervm.dhcp.server import DhcpServerProtocol
 from routervm.http import LeanHTTPFactory, LeanHTTPProtocol, Reply
 from routervm.limits import (
+    MAX_ACCEPTS,
     RESERVED_DESCRIPTORS,
     BadInputLog,
+    BoundedAcceptPort,
     ConnectionLimiter,
     LimitedFactory,
     guest_connection_budget,
@@ -124,6 +127,25 @@ class LimiterTests(SynchronousTestCase):
         protocol.connectionLost(Failure(Exception("gone")))
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(limiter.open, 0)
+
+
+class BoundedAcceptPortTests(SynchronousTestCase):
+    def test_batch_bounded(self) -> None:
+        """Twisted grows its accept batch by 20 after each full one; the port keeps it at
+        MAX_ACCEPTS, so a connection flood is accepted a bounded batch per turn of the loop."""
+        seen: list[int] = []
+
+        def do_read(port: tcp.Port) -> None:
+            seen.append(port.numberAccepts)
+            port.numberAccepts += 20  # what Twisted does after a full batch
+
+        self.patch(tcp.Port, "doRead", do_read)
+        port = BoundedAcceptPort(0, ServerFactory(), interface="127.0.0.1", reactor=Clock())
+        port.numberAccepts = 1000  # grown by a long flood
+        for _ in range(5):
+            port.doRead()
+        self.assertEqual(seen, [MAX_ACCEPTS] * 5)
+        self.assertIsInstance(DeviceTCPPort(0, ServerFactory(), "eth0"), BoundedAcceptPort)
 
 
 class BudgetTests(SynchronousTestCase):
@@ -244,6 +266,11 @@ class DataPlaneLimitTests(TestCase):
         tcp_ports = [p.getHost().port for p in self.plane.listening  # type: ignore[attr-defined]
                      if p.getHost().type == "TCP"]  # type: ignore[attr-defined]
         self.assertEqual(len(tcp_ports), 3)  # DNS, metadata, passwords
+        for port in self.plane.listening:
+            if port.getHost().type == "TCP":  # type: ignore[attr-defined]
+                self.assertIsInstance(port, BoundedAcceptPort)
+            else:
+                self.assertEqual(port.maxThroughput, DNS_READ_BATCH)  # type: ignore[attr-defined]
         for port in tcp_ports:
             await self.connect(port)
         self.assertEqual(self.limiter.open, 3)
