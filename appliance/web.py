@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,13 +52,23 @@ def error_body(code: str, message: str) -> bytes:
 
 
 class BoundedRequest(Request):
-    """A request whose body may not exceed `max_body` bytes (the site's setting): a larger declared
-    length or a longer stream is answered 413 at once and the connection closed."""
+    """A request whose body may not exceed the site's limit for its method and path
+    (`ControlSite.body_limit`): a larger declared length or a longer stream is answered 413 at
+    once and the connection closed."""
 
     refused = False
+    _max: int | None = None
 
     def _limit(self) -> int:
-        return int(getattr(getattr(self.channel, "site", None), "max_body", DEFAULT_MAX_BODY))
+        if self._max is None:
+            site = getattr(self.channel, "site", None)
+            if not isinstance(site, ControlSite):
+                return DEFAULT_MAX_BODY
+            # The request line as the channel parsed it: this request's method and path are set
+            # only once its body is in, and the limit applies while it arrives.
+            self._max = site.body_limit(getattr(self.channel, "_command", None),
+                                        getattr(self.channel, "_path", None))
+        return self._max
 
     def _refuse(self) -> None:
         self.refused = True
@@ -109,14 +119,25 @@ def path_only_log_formatter(timestamp: str, request: Request) -> str:
 
 
 class ControlSite(Site):
-    """A site of bounded requests; `max_body` is the largest request body accepted."""
+    """A site of bounded requests; `max_body` is the largest request body accepted, and
+    `body_limits` gives other limits to some routes, by (method, path) — such as a whole state,
+    which grows with the number of VMs where every other body is about one item."""
 
     requestFactory = BoundedRequest  # noqa: N815 (Twisted API)
 
-    def __init__(self, resource: Resource, max_body: int = DEFAULT_MAX_BODY, **kwargs: Any) -> None:
+    def __init__(self, resource: Resource, max_body: int = DEFAULT_MAX_BODY,
+                 body_limits: Mapping[tuple[str, str], int] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("logFormatter", path_only_log_formatter)
         super().__init__(resource, **kwargs)
         self.max_body = max_body
+        self.body_limits = {(method.encode(), path.encode()): limit
+                            for (method, path), limit in (body_limits or {}).items()}
+
+    def body_limit(self, method: bytes | None, target: bytes | None) -> int:
+        """The body limit of a request for `target` (its path and query) with `method`."""
+        if method is None or target is None or not self.body_limits:
+            return self.max_body
+        return self.body_limits.get((method, target.split(b"?", 1)[0]), self.max_body)
 
 
 @dataclass(frozen=True)

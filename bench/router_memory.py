@@ -118,9 +118,9 @@ class Router:
 
     def __init__(self, topo: Topology | None, basedir: str) -> None:
         self.topo = topo
-        # A full state of 10,000 VMs with user data is larger than the default 8 MiB body limit.
-        self.app = RouterAppliance(basedir, settings="[control]\nmax_body = 268435456\n",
-                                   data_plane=topo is not None)
+        # Default settings: a full state of 10,000 VMs (about 9 MB here) is within the state's own
+        # body limit (`Config.control_max_state_body`), as cloudd's sync of such a network is.
+        self.app = RouterAppliance(basedir, data_plane=topo is not None)
         self.proc: subprocess.Popen[Any] | None = None
 
     def _in_ns(self, argv: Sequence[str]) -> list[str]:

@@ -10,6 +10,7 @@ lease_seconds = 4294967295  # lease time when the state names none (default: inf
 
 [control]
 max_body = 8388608          # largest control request body, in bytes (user data can be 1 MiB)
+max_state_body = 67108864   # largest full state (PUT /v1/state): 10,000 VMs of 6.5 KiB each
 
 [limits]
 connections_per_source = 64 # open TCP connections one guest address may hold (DNS, metadata, passwords)
@@ -42,6 +43,9 @@ class Config:
     password_ttl: int = DEFAULT_PASSWORD_TTL
     lease_seconds: int = INFINITE_LEASE
     control_max_body: int = 8 * 1024 * 1024
+    #: A full state holds every VM, so its limit grows with them: 10,000 VMs at 6.5 KiB of JSON
+    #: each (a record is about 0.7 KiB; the rest is room for 4 KiB of user data in base64).
+    control_max_state_body: int = 64 * 1024 * 1024
     connections_per_source: int = DEFAULT_PER_SOURCE
     #: ``None``: sized from the descriptor limit (`routervm.limits.guest_connection_budget`).
     max_connections: int | None = None
@@ -49,7 +53,7 @@ class Config:
     log_retention: int = DEFAULT_RETENTION
 
 
-_KNOWN = {"passwords": {"ttl"}, "dhcp": {"lease_seconds"}, "control": {"max_body"},
+_KNOWN = {"passwords": {"ttl"}, "dhcp": {"lease_seconds"}, "control": {"max_body", "max_state_body"},
           "limits": {"connections_per_source", "max_connections", "control_connections"},
           "log": {"retention"}}
 
@@ -87,6 +91,9 @@ def load_config(text: str) -> Config:
                                 defaults.lease_seconds, INFINITE_LEASE),
         control_max_body=_positive(errors, "control.max_body", sections.get("control", {}).get("max_body"),
                                    defaults.control_max_body),
+        control_max_state_body=_positive(errors, "control.max_state_body",
+                                         sections.get("control", {}).get("max_state_body"),
+                                         defaults.control_max_state_body),
         connections_per_source=_positive(errors, "limits.connections_per_source",
                                          limits.get("connections_per_source"), defaults.connections_per_source),
         max_connections=_positive(errors, "limits.max_connections", limits.get("max_connections"),

@@ -78,7 +78,8 @@ class RouterService(MultiService):
         state.setServiceParent(self)
 
         # 2. the control API
-        site = ControlSite(ControlApi(self.keeper).resource(), max_body=self.config.control_max_body)
+        site = ControlSite(ControlApi(self.keeper).resource(), max_body=self.config.control_max_body,
+                           body_limits={("PUT", "/v1/state"): self.config.control_max_state_body})
         site.displayTracebacks = False
         # Its own budget of connections: guests' floods are counted elsewhere and never reach it.
         self.control_limiter = ConnectionLimiter(self.reactor, total=self.config.control_connections,

@@ -142,6 +142,40 @@ class BodyLimitTests(SynchronousTestCase):
         self.assertTrue(transport.value().endswith(json.dumps({"k": "v" * 80}).encode()))
 
 
+class RouteBodyLimitTests(SynchronousTestCase):
+    """`body_limits`: one route gets a larger limit while the body arrives; the others keep
+    `max_body`."""
+
+    def send(self, method: bytes, target: bytes, size: int) -> bytes:
+        async def echo(request: Request) -> Any:
+            return read_json(request)
+
+        site = ControlSite(JsonApi([route("PUT", "/big", echo), route("PUT", "/small", echo)]), max_body=100,
+                           body_limits={("PUT", "/big"): 300}, timeout=None)
+        protocol = site.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        body = b'{"k": "' + b"v" * (size - 9) + b'"}'
+        self.assertEqual(len(body), size)
+        protocol.dataReceived(method + b" " + target + b" HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                              + str(size).encode() + b"\r\n\r\n" + body)
+        return transport.value()
+
+    def test_larger_for_one_route(self) -> None:
+        self.assertTrue(self.send(b"PUT", b"/big", 300).startswith(b"HTTP/1.1 200 "))
+        self.assertTrue(self.send(b"PUT", b"/big?x=1", 300).startswith(b"HTTP/1.1 200 "))
+        answer = self.send(b"PUT", b"/big", 301)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "))
+        self.assertIn(b"exceeds 300 bytes", answer)
+
+    def test_others_keep_the_site_limit(self) -> None:
+        self.assertTrue(self.send(b"PUT", b"/small", 100).startswith(b"HTTP/1.1 200 "))
+        for method, target in ((b"PUT", b"/small"), (b"POST", b"/big"), (b"PUT", b"/big/x")):
+            answer = self.send(method, target, 101)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), (method, target))
+            self.assertIn(b"exceeds 100 bytes", answer)
+
+
 class ErrorTests(SynchronousTestCase):
     def test_api_error(self) -> None:
         """ApiError carries status, code and message."""

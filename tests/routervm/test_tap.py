@@ -81,6 +81,9 @@ class ConfigTests(SynchronousTestCase):
         config = load_config("[control]\nmax_body = 1024\n")
         self.assertEqual(config.control_max_body, 1024)
         self.assertRaises(ConfigError, load_config, "[control]\nmax_body = true\n")
+        config = load_config("[control]\nmax_state_body = 2048\n")
+        self.assertEqual((config.control_max_body, config.control_max_state_body), (8 * 1024 * 1024, 2048))
+        self.assertRaises(ConfigError, load_config, "[control]\nmax_state_body = 0\n")
 
 
 class DataPlaneHookTests(SynchronousTestCase):
