@@ -398,8 +398,7 @@ def derive(state: RouterState, default_lease_seconds: int = INFINITE_LEASE) -> S
         default = record.default_nic
         for nic in record.nics:
             if nic.interface == net.interface:
-                reservations.append(Reservation(mac=parse_mac(nic.mac),
-                                                ip=ipaddress.IPv4Address(socket.inet_aton(nic.ip)),
+                reservations.append(Reservation(mac=parse_mac(nic.mac), ip=socket.inet_aton(nic.ip),
                                                 hostname=record.hostname, default_nic=nic is default))
     routes: tuple[Route, ...] = tuple(
         (ipaddress.IPv4Network(d), ipaddress.IPv4Address(g)) for d, g in net.classless_routes)

@@ -88,10 +88,10 @@ class DhcpLogic:
             except ValueError:
                 return None
         chaddr = data[28:34]
-        entry = fast.entries.get(chaddr)
-        if entry is None:
+        reservation = mapping.get(chaddr)
+        if reservation is None:
             return SILENT
-        yiaddr_siaddr, head, hostname, routes = entry
+        yiaddr = reservation.packed
         ciaddr = data[12:16]
         kind = options.get(p.OPT_MESSAGE_TYPE)
         if kind == _DISCOVER_VALUE:
@@ -111,13 +111,15 @@ class DhcpLogic:
                 if ciaddr == _ZERO4:
                     return SILENT
                 wanted = ciaddr
-            if wanted != yiaddr_siaddr[:4]:
+            if wanted != yiaddr:
                 return None  # NAK: the general path
             kind_option = _ACK
             reply_ciaddr = ciaddr
         else:
             return None
         route121 = route249 = msft = b""
+        default_nic = reservation.default_nic
+        routes = fast.routes[default_nic]
         asked = options.get(p.OPT_PARAMETER_REQUEST_LIST)
         if asked and routes:
             if p.OPT_CLASSLESS_ROUTES in asked:
@@ -134,13 +136,14 @@ class DhcpLogic:
                 _SECS,
                 data[10:12],  # flags
                 reply_ciaddr,
-                yiaddr_siaddr,
+                yiaddr,
+                fast.router_id,  # siaddr
                 data[24:28],  # giaddr
                 chaddr,
                 _CHADDR_PAD_TO_OPTIONS,
                 kind_option,
-                head,
-                hostname,
+                fast.prefix[default_nic],
+                _hostname_option(reservation.hostname),
                 fast.suffix,
                 route121,
                 route249,
@@ -317,14 +320,25 @@ class DhcpLogic:
         return result
 
 
+def _hostname_option(hostname: str | None) -> bytes:
+    """Option 12 as `static_options` encodes it (nothing without a host name)."""
+    if not hostname:
+        return b""
+    if len(hostname) < 256:
+        return bytes((p.OPT_HOSTNAME, len(hostname))) + hostname.encode("ascii")
+    return p.encode_option(*p.opt_hostname(hostname))
+
+
 class _FastTable:
-    """What `DhcpLogic.fast_reply` needs, precomputed for one host list (`source`) and network:
-    per MAC, yiaddr + siaddr and the encoded OFFER/ACK options from the server identifier up to the
-    classless routes (identical for both; only option 53 differs) in three parts: the options
-    before the host name (one object per kind of NIC), the host name option, and `suffix` (common
-    to all); plus the encoded 121/249 options for that reservation's kind of NIC (None when no
-    routes are configured).  Only the first two parts are per MAC: a router holds this table for
-    every VM as long as it runs."""
+    """What `DhcpLogic.fast_reply` needs beyond the reservations themselves, precomputed for one
+    host list (`source`) and network: the encoded OFFER/ACK options from the server identifier up
+    to the classless routes (identical for both; only option 53 differs) in three parts: the
+    options before the host name (`prefix`, by kind of NIC), the host name option (built from the
+    reservation's host name), and `suffix` (common to all); plus the encoded 121/249 options per
+    kind of NIC (`routes`, None when no routes are configured).  Nothing is held per MAC: the
+    reply comes from the `Reservation` a router holds for every VM anyway."""
+
+    __slots__ = ("source", "router_id", "routes", "prefix", "suffix")
 
     def __init__(self, logic: DhcpLogic, source: Mapping[bytes, Reservation]) -> None:
         self.source = source
@@ -341,22 +355,14 @@ class _FastTable:
                 if route_list
                 else None
             )
+        self.routes = routes
         server_id = p.encode_option(*p.opt_server_id(net.router_ip))
         # `static_options` as bytes: a per-NIC-kind prefix, the host name, a common suffix.
-        prefix = {
+        self.prefix = {
             default_nic: server_id + p.encode_options(logic._nic_options(default_nic, inform=False))
             for default_nic in (True, False)
         }
         self.suffix = p.encode_options(logic._tail_options())
-        self.entries: dict[bytes, tuple[bytes, bytes, bytes, tuple[bytes, bytes] | None]] = {}
-        for mac, reservation in source.items():
-            hostname = p.encode_option(*p.opt_hostname(reservation.hostname)) if reservation.hostname else b""
-            self.entries[mac] = (
-                reservation.ip.packed + self.router_id,
-                prefix[reservation.default_nic],
-                hostname,
-                routes[reservation.default_nic],
-            )
 
 
 def reply_destination(request: DhcpPacket, reply: DhcpPacket) -> tuple[str, int]:

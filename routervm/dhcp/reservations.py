@@ -24,20 +24,56 @@ def format_mac(mac: bytes) -> str:
     return ":".join(f"{b:02x}" for b in mac)
 
 
-@dataclass(frozen=True, slots=True)
 class Reservation:
-    """One static host; slotted, as a router holds one per VM NIC for as long as it runs."""
+    """One static host: a MAC (6 bytes), its IPv4 address, a host name and whether the NIC is
+    its VM's default.  Immutable and slotted, with the address held packed (`packed`; `ip` builds
+    the `IPv4Address` on demand): a router holds one per VM NIC for as long as it runs, and the
+    fast path answers straight from it."""
+
+    __slots__ = ("mac", "packed", "hostname", "default_nic")
 
     mac: bytes
-    ip: IPv4Address
-    hostname: str | None = None
-    default_nic: bool = True
+    packed: bytes
+    hostname: str | None
+    default_nic: bool
 
-    def __post_init__(self) -> None:
-        if len(self.mac) != 6:
+    def __init__(self, mac: bytes, ip: IPv4Address | bytes, hostname: str | None = None,
+                 default_nic: bool = True) -> None:
+        """`ip` is an `IPv4Address` or its 4 packed bytes."""
+        if len(mac) != 6:
             raise ValueError("a reservation's MAC must be 6 bytes")
-        if self.hostname is not None and not self.hostname.isascii():
+        packed = ip.packed if isinstance(ip, IPv4Address) else ip
+        if type(packed) is not bytes or len(packed) != 4:
+            raise ValueError("a reservation's address must be an IPv4Address or 4 bytes")
+        if hostname is not None and not hostname.isascii():
             raise ValueError("host names must be ASCII")
+        setter = object.__setattr__
+        setter(self, "mac", mac)
+        setter(self, "packed", packed)
+        setter(self, "hostname", hostname)
+        setter(self, "default_nic", default_nic)
+
+    @property
+    def ip(self) -> IPv4Address:
+        return IPv4Address(self.packed)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Reservation is immutable: cannot set {name}")
+
+    def _fields(self) -> tuple[bytes, bytes, str | None, bool]:
+        return self.mac, self.packed, self.hostname, self.default_nic
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Reservation:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (f"Reservation(mac={self.mac!r}, ip={self.ip!r}, hostname={self.hostname!r}, "
+                f"default_nic={self.default_nic!r})")
 
 
 class ReservationTable:
