@@ -405,6 +405,9 @@ class DnsStreamProtocol(dns.DNSProtocol, TimeoutMixin):
         #: Queries received and not answered yet.
         self.pending = 0
         self.read_closed = False
+        #: The connection is gone: answers still arriving (forwarded ones, or the SERVFAILs of a
+        #: forwarder closing at shutdown) are dropped, and its transport is never touched again.
+        self.lost = False
         self._abort_call: Any = None
 
     def connectionMade(self) -> None:  # noqa: N802
@@ -446,8 +449,14 @@ class DnsStreamProtocol(dns.DNSProtocol, TimeoutMixin):
         transport: Any = self.transport
         return str(getattr(transport.getPeer(), "host", ""))
 
+    def writeMessage(self, message: dns.Message) -> None:  # noqa: N802
+        if not self.lost:
+            dns.DNSProtocol.writeMessage(self, message)
+
     def answered(self) -> None:
         """One answer written: close after the last one when the client has half-closed."""
+        if self.lost:
+            return
         self.pending -= 1
         if self.pending <= 0:
             self.pending = 0
@@ -482,6 +491,7 @@ class DnsStreamProtocol(dns.DNSProtocol, TimeoutMixin):
         transport.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        self.lost = True
         self.setTimeout(None)
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()

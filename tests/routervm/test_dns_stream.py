@@ -120,6 +120,27 @@ class StreamTests(SynchronousTestCase):
         protocol.connectionLost(None)
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_answers_after_the_connection_is_gone(self) -> None:
+        """Forwarded answers (or the SERVFAILs of a forwarder closing at shutdown) that arrive after
+        the connection was lost are dropped quietly: a lost TCP transport raises when written to or
+        closed, and that must neither log a traceback nor reach the transport."""
+        protocol, transport, clock, upstreams = self.connect()
+        protocol.dataReceived(framed(query_bytes("example.com", id=7)) + framed(query_bytes("other.example", id=8)))
+        sent = transport.value()
+
+        def gone(*args: object) -> None:
+            raise AttributeError("fileno")  # as twisted's tcp.Connection after connectionLost
+
+        protocol.connectionLost(None)
+        transport.write = transport.loseConnection = transport.unregisterProducer = gone  # type: ignore[method-assign]
+        [(port, message), _] = upstreams.take()
+        rr = dns.RRHeader(b"example.com", dns.A, dns.IN, 60, dns.Record_A("192.0.2.80", 60))
+        upstreams.answer(port, message, answers=(rr,))
+        clock.pump([1, 1, 1])
+        self.assertEqual(transport.value(), sent)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def test_backpressure(self) -> None:
         """The protocol produces for its transport: a full write buffer (a client not reading its
         answers) stops the reading of its queries until it drains; a close unregisters it."""
