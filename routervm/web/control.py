@@ -36,11 +36,11 @@ from twisted.web.server import Request
 from appliance.web import ApiError, JsonApi, bad_request, conflict, not_found, read_json, route
 from routervm.records import RecordError, VmRecord
 from routervm.state import (
-    RouterState,
     StaleGeneration,
     StateError,
     StateKeeper,
     UnknownVm,
+    decode_state,
     rules_from_json,
 )
 
@@ -134,10 +134,19 @@ class ControlApi:
 
     async def put_state(self, request: Request) -> Any:
         self._held(request)
+        assert request.content is not None
+        request.content.seek(0)
+        raw = request.content.read()
+        if not raw:
+            raise bad_request("a JSON object body is needed")
         try:
-            state = RouterState.from_json(read_json(request))
+            state = decode_state(raw)  # VM by VM: the records are all that stays (routervm.state)
         except StateError as exc:
             raise bad_request(str(exc)) from None
+        except ValueError:
+            raise bad_request("the body is not valid JSON") from None
+        finally:
+            del raw
         applied = self._apply(request, self.keeper.replace, state)
         await self._stored()
         return {"generation": self.keeper.generation, "applied": applied}
