@@ -24,7 +24,7 @@ Private_Clean + Private_Dirty, and Anonymous); "idle" means two readings 0.5 s a
 Per VM is ``(with N VMs - with 1 VM) / (N - 1)``.  Each figure is printed per round, then as a
 median with its spread (min-max) over the rounds; the target (the issue) is routervm's RSS per VM
 after sync under 2 KiB.  ``--breakdown`` also prints, from tracemalloc, where the in-process
-load path (state file, DNS table, lean DNS templates, DHCP fast table) allocates, and what the
+load path (state file decoded VM by VM, DNS tables, DHCP tables) allocates, and what the
 metadata service adds once every VM has fetched its metadata (a cached view per VM; no guest
 asks in the daemon runs).
 
