@@ -213,11 +213,17 @@ def answer(query: bytes, table: LeanTable) -> bytes | None:
         else:
             tail = query[-11:]
             question = query[12:-11] if tail[:3] == _OPT_PREFIX and tail[9:] == b"\x00\x00" else b""
+        found = None
         if question[-4:] == _A_IN:
             ips = table.forward.get(question[:-4].lower())
-            found = (table.one_heads, _A_RR + ips) if ips is not None and len(ips) == 4 else None
-        else:
-            found = table.template(question.lower()) if question else None
+            if ips is not None and len(ips) == 4:
+                if not tail[6] and not query[2] & 0xF8:
+                    # At most 2 + 10 + 259 + 16 + 11 bytes: within any size.
+                    return query[:2] + table.one_heads[2 | query[2] & 1] + question + _A_RR + ips + _OPT
+            else:
+                found = table.template(question.lower())
+        elif question:
+            found = table.template(question.lower())
         if found is not None and not tail[6] and not query[2] & 0xF8:
             out = query[:2] + found[0][2 | query[2] & 1] + question + found[1] + _OPT
             if len(out) <= _PLAIN_UDP_SIZE or len(out) <= min(tail[3] << 8 | tail[4], EDNS_UDP_SIZE):
