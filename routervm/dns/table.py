@@ -246,7 +246,7 @@ def decode_name(wire: bytes) -> str:
 
 def _wire_key(name: str) -> bytes | None:
     """`name` (normalised) in wire form, or None when it cannot be one of the table's names."""
-    if not name or len(name) > 253:
+    if not name:
         return None
     try:
         return encode_name(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from routervm.dns.table import DnsTable, Entry, reverse_name
+from routervm.dns.table import DnsTable, Entry, decode_name, encode_name, reverse_name
 from tests.routervm.test_dns_support import RECORDS, ROUTER_IP, table, vm
 
 
@@ -85,3 +85,22 @@ class DnsTableTests(SynchronousTestCase):
     def test_bad_arguments(self) -> None:
         self.assertRaises(ValueError, DnsTable.build, "bad domain", ROUTER_IP, [])
         self.assertRaises(ValueError, DnsTable.build, "cloud.internal", "fd00::1", [])
+
+    def test_wire_form(self) -> None:
+        """Names are held in wire form: a host name and its FQDN share one packed address, a
+        PTR target is the FQDN's own key, and `lookup` decodes them; a name whose text is longer
+        than a DNS name may be (a long domain) is still found, as the lean path finds it."""
+        t = table()
+        fqdn = encode_name("web1.cloud.internal")
+        self.assertIs(t.forward[encode_name("web1")], t.forward[fqdn])
+        self.assertEqual(t.forward[fqdn], bytes((10, 1, 1, 50)))
+        self.assertIs(t.reverse[encode_name("50.1.1.10.in-addr.arpa")],
+                      next(key for key in t.forward if key == fqdn))
+        self.assertEqual(decode_name(fqdn), "web1.cloud.internal")
+        self.assertEqual(t.lookup("cloud.internal"), Entry(True))
+        self.assertEqual(t.forward[encode_name("cloud.internal")], b"")
+        domain = ".".join(["d" * 60] * 4)
+        long = table(domain=domain)
+        self.assertEqual(long.lookup(f"web1.{domain}."), Entry(True, ("10.1.1.50",)))
+        self.assertEqual(long.lookup("\u00e9t\u00e9.x"), None)
+        self.assertEqual(long.lookup("x" * 300), Entry(False))
