@@ -8,7 +8,9 @@ names, which the router forwards to an upstream that never answers (a UDP socket
 "public" namespace).  The attacking processes run at the lowest CPU priority: a guest's CPU is
 not the router's, but here they share the machine's cores.  Meanwhile guest 2 fetches its
 metadata and password and resolves its name (UDP and TCP), and a cloudd-like client calls the
-control API over mutual TLS from the router namespace.
+control API over mutual TLS from the router namespace: like cloudd's agent, it keeps its connection
+alive, and every 20th call it opens a new one (its handshakes must all succeed; their times are
+printed, not bounded, since they are mostly the client's own TLS work).
 
 Asserted: none of their requests fails; their 99th percentile latency stays under 50 ms
 (``CLOUDD_HOSTILE_P99_MS`` changes the bound on a loaded machine; the same requests without an
@@ -228,27 +230,61 @@ import ssl
 host, port, tls, client, duration = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
 context = ssl.create_default_context(cafile=os.path.join(tls, "ca.pem"))
 context.load_cert_chain(os.path.join(client, "cert.pem"), os.path.join(client, "key.pem"))
-times, failures = [], []
+REQUEST = b"GET /health HTTP/1.1\r\nHost: router\r\n\r\n"
+
+
+def connect():
+    raw = socket.create_connection((host, port), timeout=5)
+    return context.wrap_socket(raw, server_hostname=host)
+
+
+def exchange(conn):
+    # one request on a kept-alive connection: the head, then exactly Content-Length bytes
+    conn.sendall(REQUEST)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed by the router")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    if not head.startswith(b"HTTP/1.1 200 "):
+        raise ValueError(head[:80])
+    length = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+              if line.lower().startswith(b"content-length:")][0]
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed by the router")
+        body += chunk
+
+
+# cloudd's agent keeps its connections (a persistent HTTPConnectionPool): requests are timed on
+# one kept-alive connection; every 20th request opens a new connection (TLS handshake with the
+# client certificate included), timed apart, so new connections are shown to be accepted too.
+times, fresh, failures = [], [], []
+conn = None
 start = time.monotonic()
+count = 0
 while time.monotonic() - start < duration:
+    count += 1
     t = time.perf_counter()
     try:
-        with socket.create_connection((host, port), timeout=5) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as c:
-                c.sendall(b"GET /health HTTP/1.1\r\nHost: router\r\nConnection: close\r\n\r\n")
-                data = b""
-                while True:
-                    chunk = c.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-        if not data.startswith(b"HTTP/1.1 200 "):
-            raise ValueError(data[:80])
-        times.append(time.perf_counter() - t)
+        if conn is None or count % 20 == 0:
+            if conn is not None:
+                conn.close()
+            conn = None
+            conn = connect()
+            exchange(conn)
+            fresh.append(time.perf_counter() - t)
+        else:
+            exchange(conn)
+            times.append(time.perf_counter() - t)
     except Exception as e:
         failures.append("control: %s %s" % (type(e).__name__, e))
-    time.sleep(0.05)
-print(json.dumps({"times": {"control": times}, "failures": failures}), flush=True)
+        conn = None
+    time.sleep(0.02)
+print(json.dumps({"times": {"control": times}, "fresh": fresh, "failures": failures}), flush=True)
 """
 
 
@@ -364,12 +400,16 @@ class HostileGuestTests(RouterDaemonCase):
         failures = [f for r in results for f in r["failures"]]
         times = {kind: values for r in results for kind, values in r["times"].items()}
         report = latency_report(results)
+        fresh = sorted(v for r in results for v in r.get("fresh", []))
         summary = (f"attack: {attack}\nrouter CPU during the measurement: {router_cpu:.0%} of a core; load "
-                   f"{os.getloadavg()}\nlatency: {report}\nfailures: {failures[:20]}")
+                   f"{os.getloadavg()}\nlatency: {report}\nnew control connections: {len(fresh)}, p50 "
+                   f"{fresh[len(fresh) // 2] * 1000 if fresh else 0:.2f} ms, p99 {p99(fresh) * 1000 if fresh else 0:.2f} ms"
+                   f"\nfailures: {failures[:20]}")
         print(summary)
         self.assertGreater(attack["opened"], CONNECTIONS, summary)
         self.assertGreater(attack["queries"], 20_000, summary)
         self.assertEqual(failures, [], summary)
+        self.assertGreater(len(fresh), 10, summary)  # new control connections are accepted all along
         for kind, values in times.items():
             self.assertGreater(len(values), 100, f"{kind}: {summary}")
             self.assertLess(p99(values) * 1000, P99_MS, f"{kind}: {summary}")
@@ -384,6 +424,10 @@ class HostileGuestTests(RouterDaemonCase):
         self.assertLessEqual(rss_after, rss_before * 1.10, f"before {rss_before}, after {rss_after}")
 
         log = self.app.log()
-        self.assertLess(growth, LOG_BOUND, log[-4000:])
+        # the control client's own calls are logged one access line each, as cloudd's would be: the
+        # bound is on what the attack and the guests add
+        control_lines = sum(len(line) + 1 for line in log[max(0, len(log) - growth):].splitlines() if '"GET /health HTTP/1.1"' in line)
+        print(f"of which the control API's access log: {control_lines} bytes")
+        self.assertLess(growth - control_lines, LOG_BOUND, log[-4000:])
         self.assertNotIn("Traceback", log)
         self.assertEqual(log.count("password served to vm"), 1)
