@@ -77,11 +77,25 @@ class GatheredAccessLog:
 
 
 class ApiRequest(Request):
-    """A request that does not parse its body into `args` and counts the body as it arrives."""
+    """A request that parses neither its query string nor its body into `args`, and counts the body
+    as it arrives."""
 
     def __init__(self, channel: HTTPChannel, queued: object = None) -> None:
         super().__init__(channel, parsePOSTFormSubmission=False)
         self.body_received = 0
+        self._full_uri = b""
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802 (Twisted API)
+        # The API parses the query string itself, strictly and after counting its parameters:
+        # twisted.web's own parse into `args` would be work thrown away on every request (and
+        # unbounded for a hostile one). It is handed the path alone; `process` puts the whole
+        # request target back before anything reads it.
+        self._full_uri = path
+        super().requestReceived(command, path.split(b"?", 1)[0], version)
+
+    def process(self) -> None:
+        self.uri = self._full_uri
+        super().process()
 
     def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
         channel = self.channel

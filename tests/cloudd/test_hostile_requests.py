@@ -289,6 +289,35 @@ class ChannelCase(SynchronousTestCase):
         self.assertIn(f'"POST /client/api?{query} HTTP/1.1" 413', self.lines[0])
 
 
+class QueryStringTests(ChannelCase):
+    """The API reads the query string itself; twisted.web's parse into `request.args` is skipped."""
+
+    def test_query_not_parsed_by_twisted_but_answered(self) -> None:
+        """A GET through the real channel is answered from its query string (an unknown command's
+        401 names it), the request's `args` stay empty (twisted.web never walked the parameters) and
+        the access log shows the whole request target."""
+        requests: list[Any] = []
+        original = self.site.requestFactory
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            request = original(*args, **kwargs)
+            requests.append(request)
+            return request
+
+        self.site.requestFactory = recording  # type: ignore[assignment]
+        self.channel.requestFactory = recording  # type: ignore[assignment]
+        self.channel.dataReceived(b"GET /client/api?command=noSuchThing&response=json&a=1&b=2 HTTP/1.1\r\n"
+                                  b"Host: localhost\r\n\r\n")
+        status, _, body = self.answer()
+        self.assertEqual(status, b"HTTP/1.1 401 Unauthorized")
+        self.assertIn("[noSuchThing]", json.loads(body)["errorresponse"]["errortext"])
+        [request] = requests
+        self.assertEqual(request.args, {})
+        self.assertEqual(request.uri, b"/client/api?command=noSuchThing&response=json&a=1&b=2")
+        self.assertEqual(request.path, b"/client/api")
+        self.assertIn('"GET /client/api?command=noSuchThing&response=json', self.lines[0])
+
+
 class BodyLimitTests(ChannelCase):
     """api.request.body.max.bytes, enforced by the channel while the body arrives."""
 
