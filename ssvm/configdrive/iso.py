@@ -445,6 +445,315 @@ class _TemplateCache:
 _TEMPLATES = _TemplateCache()
 
 
+_VD_SPACE_SIZE = 80
+"""Offset in a volume descriptor of the volume space size (32 bits little-endian, then big-endian)."""
+_EXTENT_FIELD = 2
+"""Offset of a directory record's extent; its data length follows at `_LENGTH_FIELD`."""
+
+Node = tuple[bool, str]
+"""A directory of one tree: (Joliet?, path; "" for the root)."""
+Patch = tuple[int, bool, str]
+"""A directory record to fill in: (offset in its directory, names a directory?, path named)."""
+
+
+def _both(value: int) -> bytes:
+    return value.to_bytes(4, "little") + value.to_bytes(4, "big")
+
+
+class _Piece:
+    """One directory's sectors as pycdlib writes them, with the extent and length of every record
+    zeroed (`patches` says which directory or file each one names) and, in the primary root's `.`,
+    the location of the Rock Ridge ER continuation area zeroed too (`ce`)."""
+
+    __slots__ = ("data", "patches", "ce")
+
+    def __init__(self, data: bytes, patches: tuple[Patch, ...], ce: int | None) -> None:
+        self.data = data
+        self.patches = patches
+        self.ce = ce
+
+
+class _Skeleton:
+    """What the image holds outside the directories and the files, for one label, epoch, directory
+    set and size of every directory: the system area, the volume descriptors (volume space size
+    zeroed), the path tables and the ER sector (`head`, directory sectors zeroed), where each
+    directory goes, and the first sector of file data."""
+
+    __slots__ = ("head", "directories", "primary_order", "er_extent", "files_start")
+
+    def __init__(self, head: bytes, directories: dict[Node, tuple[int, int]], er_extent: int,
+                 files_start: int) -> None:
+        self.head = head
+        self.directories = directories
+        self.primary_order = tuple(sorted((node for node in directories if not node[0]),
+                                          key=lambda node: directories[node][0]))
+        self.er_extent = er_extent
+        self.files_start = files_start
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def _piece_keys(tree: DriveTree, epoch: float) -> dict[Node, Shape]:
+    """The key of every directory's `_Piece`: what pycdlib's bytes for that directory depend on
+    besides extents and lengths (its children's names and kinds, how many names each file's
+    content has, the directory set for the Rock Ridge link counts, the epoch of the dates)."""
+    groups: dict[str, int] = {}
+    for drive_file in tree.files:
+        owner = drive_file.path if drive_file.same_as is None else drive_file.same_as
+        groups[owner] = groups.get(owner, 0) + 1
+    children: dict[str, list[object]] = {"": []}
+    for directory in tree.directories:
+        children[directory] = []
+        children.setdefault(_parent(directory), []).append(directory)
+    for drive_file in tree.files:
+        owner = drive_file.path if drive_file.same_as is None else drive_file.same_as
+        children.setdefault(_parent(drive_file.path), []).append(
+            (drive_file.path, drive_file.same_as is None, groups[owner]))
+    keys: dict[Node, Shape] = {}
+    for path, members in children.items():
+        for joliet in (False, True):
+            keys[(joliet, path)] = (epoch, joliet, path, tree.directories, tuple(members))
+    return keys
+
+
+def _skeleton_key(tree: DriveTree, epoch: float, pieces: dict[Node, _Piece]) -> Shape:
+    return (tree.label, epoch, tree.directories,
+            tuple(sorted((node, len(piece.data)) for node, piece in pieces.items())))
+
+
+def _compose(tree: DriveTree, pieces: dict[Node, _Piece], skeleton: _Skeleton) -> bytes:
+    """The image of `tree` from its directories' pieces and its skeleton: files are laid out after
+    the directories as pycdlib does, each distinct non-empty file once, in the order the primary
+    tree names them breadth first (directories by extent, records in directory order); an empty
+    file has extent 0."""
+    data: dict[str, bytes] = {}
+    owner: dict[str, str] = {}
+    for drive_file in tree.files:
+        if drive_file.same_as is None:
+            data[drive_file.path] = drive_file.data
+            owner[drive_file.path] = drive_file.path
+        else:
+            owner[drive_file.path] = drive_file.same_as
+    extents: dict[str, int] = {}
+    extent = skeleton.files_start
+    for node in skeleton.primary_order:
+        for _, is_directory, path in pieces[node].patches:
+            if is_directory:
+                continue
+            first = owner[path]
+            if first not in extents and data[first]:
+                extents[first] = extent
+                extent += _sectors(len(data[first]))
+    image = bytearray(extent * SECTOR)
+    image[: len(skeleton.head)] = skeleton.head
+    space = _both(extent)
+    sector = _FIRST_DESCRIPTOR
+    while image[sector * SECTOR] in (1, 2):
+        offset = sector * SECTOR + _VD_SPACE_SIZE
+        image[offset: offset + 8] = space
+        sector += 1
+    directories = skeleton.directories
+    for node, (location, size) in directories.items():
+        piece = pieces[node]
+        base = location * SECTOR
+        image[base: base + size] = piece.data
+        joliet = node[0]
+        for offset, is_directory, path in piece.patches:
+            if is_directory:
+                target, length = directories[(joliet, path)]
+            else:
+                first = owner[path]
+                target, length = extents.get(first, 0), len(data[first])
+            field = base + offset + _EXTENT_FIELD
+            image[field: field + 16] = _both(target) + _both(length)
+        if piece.ce is not None:
+            image[base + piece.ce: base + piece.ce + 8] = _both(skeleton.er_extent)
+    for first, location in extents.items():
+        content = data[first]
+        image[location * SECTOR: location * SECTOR + len(content)] = content
+    return bytes(image)
+
+
+def _learn(tree: DriveTree, epoch: float, image: bytes) -> tuple[dict[Node, _Piece], _Skeleton] | None:
+    """The pieces and the skeleton of `image`, just mastered by pycdlib from `tree`; None unless
+    composing them again gives exactly `image` (then such drives are always mastered by pycdlib)."""
+    try:
+        return _learn_checked(tree, epoch, image)
+    except (ValueError, IndexError, KeyError, UnicodeDecodeError):
+        return None
+
+
+def _learn_checked(tree: DriveTree, epoch: float, image: bytes) -> tuple[dict[Node, _Piece], _Skeleton] | None:
+    roots: dict[bool, tuple[int, int]] = {}
+    sector = _FIRST_DESCRIPTOR
+    while True:
+        descriptor = image[sector * SECTOR: (sector + 1) * SECTOR]
+        if len(descriptor) < SECTOR or descriptor[1:6] != b"CD001":
+            return None
+        if descriptor[0] == 255:
+            break
+        if descriptor[0] not in (1, 2):
+            return None
+        root = (int.from_bytes(descriptor[158:162], "little"), int.from_bytes(descriptor[166:170], "little"))
+        joliet = descriptor[0] == 2 and descriptor[88:91] in _JOLIET_ESCAPES
+        if roots.setdefault(joliet, root) != root:
+            return None
+        if int.from_bytes(descriptor[_VD_SPACE_SIZE: _VD_SPACE_SIZE + 4], "little") * SECTOR != len(image):
+            return None
+        sector += 1
+    if set(roots) != {False, True}:
+        return None
+    keys = _piece_keys(tree, epoch)
+    pieces: dict[Node, _Piece] = {}
+    directories: dict[Node, tuple[int, int]] = {}
+    file_extents: list[int] = []
+    er_extent: int | None = None
+    for joliet, (root_extent, root_size) in roots.items():
+        queue = [("", root_extent, root_size)]
+        while queue:
+            path, location, size = queue.pop(0)
+            node = (joliet, path)
+            if node in directories or node not in keys or size % SECTOR:
+                return None
+            directories[node] = (location, size)
+            start = location * SECTOR
+            raw = bytearray(image[start: start + size])
+            if len(raw) != size:
+                return None
+            patches: list[Patch] = []
+            ce: int | None = None
+            position = 0
+            while position < size:
+                length = raw[position]
+                if length == 0:  # the rest of this sector is padding
+                    position = (position // SECTOR + 1) * SECTOR
+                    continue
+                name_length = raw[position + 32]
+                identifier = bytes(raw[position + 33: position + 33 + name_length])
+                child = int.from_bytes(raw[position + 2: position + 6], "little")
+                child_size = int.from_bytes(raw[position + 10: position + 14], "little")
+                is_directory = bool(raw[position + 25] & 0x02)
+                if identifier == b"\x00":
+                    target = path
+                elif identifier == b"\x01":
+                    target = _parent(path)
+                else:
+                    name = identifier.decode("utf-16-be" if joliet else "ascii").removesuffix(";1")
+                    target = f"{path}/{name}" if path else name
+                    if is_directory:
+                        queue.append((target, child, child_size))
+                    elif child_size:
+                        file_extents.append(child)
+                # Rock Ridge: only the primary root's `.` may continue elsewhere (the ER entry).
+                use = 33 + name_length + (1 - name_length % 2)
+                while use + 4 <= length:
+                    signature = bytes(raw[position + use: position + use + 2])
+                    entry_length = raw[position + use + 2]
+                    if entry_length < 4:
+                        break
+                    if signature == b"CE":
+                        if joliet or path or identifier != b"\x00" or ce is not None:
+                            return None
+                        ce = position + use + 4
+                        er_extent = int.from_bytes(raw[ce: ce + 4], "little")
+                        raw[ce: ce + 8] = bytes(8)
+                    use += entry_length
+                patches.append((position, is_directory, target))
+                raw[position + _EXTENT_FIELD: position + _EXTENT_FIELD + 16] = bytes(16)
+                position += length
+            pieces[node] = _Piece(bytes(raw), tuple(patches), ce)
+    if set(pieces) != set(keys) or er_extent is None:
+        return None
+    end_of_directories = max(location * SECTOR + size for location, size in directories.values())
+    files_start = min(file_extents, default=len(image) // SECTOR)
+    if not end_of_directories <= er_extent * SECTOR < files_start * SECTOR:
+        return None
+    head = bytearray(image[: files_start * SECTOR])
+    for location, size in directories.values():
+        head[location * SECTOR: location * SECTOR + size] = bytes(size)
+    sector = _FIRST_DESCRIPTOR
+    while head[sector * SECTOR] in (1, 2):
+        head[sector * SECTOR + _VD_SPACE_SIZE: sector * SECTOR + _VD_SPACE_SIZE + 8] = bytes(8)
+        sector += 1
+    skeleton = _Skeleton(bytes(head), directories, er_extent, files_start)
+    if _compose(tree, pieces, skeleton) != image:
+        return None
+    return pieces, skeleton
+
+
+class _PartsCache:
+    """Directory pieces by `_piece_keys` and skeletons by `_skeleton_key`, least recently used
+    dropped first. A drive whose every directory and skeleton are known is composed from them
+    without pycdlib (see `_compose`), whatever its file sizes and contents: pieces are shared by
+    drives that differ elsewhere (another metadata key, another size of user data), so a drive
+    of a new shape usually costs no mastering. Parts never change once made; threads share them."""
+
+    def __init__(self, max_pieces: int = 1024, max_skeletons: int = 32,
+                 max_bytes: int = 16 * 1024 * 1024) -> None:
+        self.max_pieces = max_pieces
+        self.max_skeletons = max_skeletons
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._pieces: OrderedDict[Shape, _Piece] = OrderedDict()
+        self._skeletons: OrderedDict[Shape, _Skeleton] = OrderedDict()
+        self._bytes = 0
+
+    def compose(self, tree: DriveTree, epoch: float) -> bytes | None:
+        """The image of `tree` composed from known parts, or None when one is missing."""
+        keys = _piece_keys(tree, epoch)
+        pieces: dict[Node, _Piece] = {}
+        with self._lock:
+            for node, key in keys.items():
+                piece = self._pieces.get(key)
+                if piece is None:
+                    return None
+                self._pieces.move_to_end(key)
+                pieces[node] = piece
+            skeleton_key = _skeleton_key(tree, epoch, pieces)
+            skeleton = self._skeletons.get(skeleton_key)
+            if skeleton is None:
+                return None
+            self._skeletons.move_to_end(skeleton_key)
+        return _compose(tree, pieces, skeleton)
+
+    def learn(self, tree: DriveTree, epoch: float, image: bytes) -> None:
+        parts = _learn(tree, epoch, image)
+        if parts is None:
+            return
+        pieces, skeleton = parts
+        keys = _piece_keys(tree, epoch)
+        skeleton_key = _skeleton_key(tree, epoch, pieces)
+        with self._lock:
+            for node, piece in pieces.items():
+                previous = self._pieces.pop(keys[node], None)
+                if previous is not None:
+                    self._bytes -= len(previous.data)
+                self._pieces[keys[node]] = piece
+                self._bytes += len(piece.data)
+            previous_skeleton = self._skeletons.pop(skeleton_key, None)
+            if previous_skeleton is not None:
+                self._bytes -= len(previous_skeleton.head)
+            self._skeletons[skeleton_key] = skeleton
+            self._bytes += len(skeleton.head)
+            while len(self._pieces) > self.max_pieces or (self._bytes > self.max_bytes and self._pieces):
+                _, dropped = self._pieces.popitem(last=False)
+                self._bytes -= len(dropped.data)
+            while len(self._skeletons) > self.max_skeletons or (self._bytes > self.max_bytes and self._skeletons):
+                _, dropped_skeleton = self._skeletons.popitem(last=False)
+                self._bytes -= len(dropped_skeleton.head)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pieces.clear()
+            self._skeletons.clear()
+            self._bytes = 0
+
+
+_PARTS = _PartsCache()
+
+
 def _master(tree: DriveTree, epoch: float, reuse: bool) -> bytes:
     shape = _shape(tree, epoch)
     if not reuse:
@@ -453,7 +762,11 @@ def _master(tree: DriveTree, epoch: float, reuse: bool) -> bytes:
     template = _TEMPLATES.get(key)
     if template is not None:
         return template.fill(tree)
+    image = _PARTS.compose(tree, epoch)
+    if image is not None:
+        return image
     image = _master_with_pycdlib(tree, epoch, shape, reuse)
+    _PARTS.learn(tree, epoch, image)
     template = _Template.from_image(tree, image)
     if template is not None:
         _TEMPLATES.put(key, template)
