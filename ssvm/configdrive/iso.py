@@ -15,7 +15,12 @@ and refilled for the next drive of the same shape, which makes pycdlib's work ab
 faster (see `_FrameCache`). Beyond that, the bytes of a mastered image are kept per layout (shape
 plus the number of sectors of every file) without its file sectors; a drive of a known layout is
 then written by copying them and putting in its files and lengths, about a hundred times faster
-than pycdlib (see `_Template`).
+than pycdlib (see `_Template`). In a realistic mix nearly every drive has a layout and even a
+shape of its own (its metadata keys, its user data size, which values happen to be equal), so
+mastered images are also taken apart into their directories, the records in them and what lies
+outside them (see `_PartsCache`); a drive of a new shape whose directories, or records, were all
+seen before is composed from those parts with its files laid out as pycdlib lays them out,
+about twenty times faster than pycdlib.
 """
 
 from __future__ import annotations
@@ -495,27 +500,75 @@ def _parent(path: str) -> str:
     return path.rpartition("/")[0]
 
 
-def _piece_keys(tree: DriveTree, epoch: float) -> dict[Node, Shape]:
-    """The key of every directory's `_Piece`: what pycdlib's bytes for that directory depend on
-    besides extents and lengths (its children's names and kinds, how many names each file's
-    content has, the directory set for the Rock Ridge link counts, the epoch of the dates)."""
+Member = tuple[Shape, bool, str]
+"""A record of a directory: (its `_Record` key, names a directory?, path named)."""
+
+
+def _members(tree: DriveTree, epoch: float) -> dict[Node, tuple[Shape, tuple[Member, ...]]]:
+    """Every directory's `_Piece` key and its records (`.` and `..` first, then the children in
+    tree order). A piece's bytes depend, besides extents and lengths, on its children's names and
+    kinds, on how many names each file's content has, on the directory set (Rock Ridge link
+    counts) and on the epoch (the dates); a record's on the same for its one name."""
     groups: dict[str, int] = {}
     for drive_file in tree.files:
         owner = drive_file.path if drive_file.same_as is None else drive_file.same_as
         groups[owner] = groups.get(owner, 0) + 1
-    children: dict[str, list[object]] = {"": []}
-    for directory in tree.directories:
+    directories = tree.directories
+    children: dict[str, list[tuple[str, object]]] = {"": []}
+    for directory in directories:
         children[directory] = []
-        children.setdefault(_parent(directory), []).append(directory)
+        children.setdefault(_parent(directory), []).append((directory, None))
     for drive_file in tree.files:
         owner = drive_file.path if drive_file.same_as is None else drive_file.same_as
         children.setdefault(_parent(drive_file.path), []).append(
-            (drive_file.path, drive_file.same_as is None, groups[owner]))
-    keys: dict[Node, Shape] = {}
-    for path, members in children.items():
+            (drive_file.path, (drive_file.same_as is None, groups[owner])))
+    members: dict[Node, tuple[Shape, tuple[Member, ...]]] = {}
+    for path, entries in children.items():
         for joliet in (False, True):
-            keys[(joliet, path)] = (epoch, joliet, path, tree.directories, tuple(members))
-    return keys
+            records: list[Member] = [((epoch, joliet, ".", path, directories), True, path),
+                                     ((epoch, joliet, "..", path, directories), True, _parent(path))]
+            for child, link in entries:
+                if link is None:
+                    records.append(((epoch, joliet, "/", child, directories), True, child))
+                else:
+                    records.append(((epoch, joliet, child.rpartition("/")[2], link), False, child))
+            key = (epoch, joliet, path, directories, tuple(entries))
+            members[(joliet, path)] = (key, tuple(records))
+    return members
+
+
+def _piece_keys(tree: DriveTree, epoch: float) -> dict[Node, Shape]:
+    return {node: key for node, (key, _) in _members(tree, epoch).items()}
+
+
+class _Record:
+    """One directory record as pycdlib writes it, extent, length and continuation zeroed."""
+
+    __slots__ = ("data", "identifier", "ce")
+
+    def __init__(self, data: bytes, identifier: bytes, ce: int | None) -> None:
+        self.data = data
+        self.identifier = identifier
+        self.ce = ce
+
+
+def _assemble(records: list[tuple[_Record, bool, str]]) -> _Piece:
+    """A directory from its records, as pycdlib orders and packs them: `.`, `..`, then the
+    children by identifier, byte for byte; a record never crosses a sector; at least one sector."""
+    ordered = records[:2] + sorted(records[2:], key=lambda member: member[0].identifier)
+    data = bytearray()
+    patches: list[Patch] = []
+    ce: int | None = None
+    for record, is_directory, target in ordered:
+        used = len(data) % SECTOR
+        if used and used + len(record.data) > SECTOR:
+            data += bytes(SECTOR - used)
+        if record.ce is not None:
+            ce = len(data) + record.ce
+        patches.append((len(data), is_directory, target))
+        data += record.data
+    data += bytes(-len(data) % SECTOR)
+    return _Piece(bytes(data), tuple(patches), ce)
 
 
 def _skeleton_key(tree: DriveTree, epoch: float, pieces: dict[Node, _Piece]) -> Shape:
@@ -576,16 +629,20 @@ def _compose(tree: DriveTree, pieces: dict[Node, _Piece], skeleton: _Skeleton) -
     return bytes(image)
 
 
-def _learn(tree: DriveTree, epoch: float, image: bytes) -> tuple[dict[Node, _Piece], _Skeleton] | None:
-    """The pieces and the skeleton of `image`, just mastered by pycdlib from `tree`; None unless
-    composing them again gives exactly `image` (then such drives are always mastered by pycdlib)."""
+Parts = tuple[dict[Node, _Piece], _Skeleton, dict[Shape, _Record]]
+
+
+def _learn(tree: DriveTree, epoch: float, image: bytes) -> Parts | None:
+    """The pieces, the skeleton and the records of `image`, just mastered by pycdlib from `tree`;
+    None unless composing them again gives exactly `image` (then such drives are always mastered
+    by pycdlib). The records are left out unless `_assemble` gives every piece back from them."""
     try:
         return _learn_checked(tree, epoch, image)
     except (ValueError, IndexError, KeyError, UnicodeDecodeError):
         return None
 
 
-def _learn_checked(tree: DriveTree, epoch: float, image: bytes) -> tuple[dict[Node, _Piece], _Skeleton] | None:
+def _learn_checked(tree: DriveTree, epoch: float, image: bytes) -> Parts | None:
     roots: dict[bool, tuple[int, int]] = {}
     sector = _FIRST_DESCRIPTOR
     while True:
@@ -605,8 +662,10 @@ def _learn_checked(tree: DriveTree, epoch: float, image: bytes) -> tuple[dict[No
         sector += 1
     if set(roots) != {False, True}:
         return None
-    keys = _piece_keys(tree, epoch)
+    members = _members(tree, epoch)
+    keys = {node: key for node, (key, _) in members.items()}
     pieces: dict[Node, _Piece] = {}
+    records: dict[Node, dict[tuple[bool, str, int], _Record]] = {}
     directories: dict[Node, tuple[int, int]] = {}
     file_extents: list[int] = []
     er_extent: int | None = None
@@ -624,6 +683,7 @@ def _learn_checked(tree: DriveTree, epoch: float, image: bytes) -> tuple[dict[No
                 return None
             patches: list[Patch] = []
             ce: int | None = None
+            found = records[node] = {}
             position = 0
             while position < size:
                 length = raw[position]
@@ -635,9 +695,10 @@ def _learn_checked(tree: DriveTree, epoch: float, image: bytes) -> tuple[dict[No
                 child = int.from_bytes(raw[position + 2: position + 6], "little")
                 child_size = int.from_bytes(raw[position + 10: position + 14], "little")
                 is_directory = bool(raw[position + 25] & 0x02)
-                if identifier == b"\x00":
+                kind = 0 if identifier == b"\x00" else 1 if identifier == b"\x01" else 2
+                if kind == 0:
                     target = path
-                elif identifier == b"\x01":
+                elif kind == 1:
                     target = _parent(path)
                 else:
                     name = identifier.decode("utf-16-be" if joliet else "ascii").removesuffix(";1")
@@ -662,6 +723,9 @@ def _learn_checked(tree: DriveTree, epoch: float, image: bytes) -> tuple[dict[No
                     use += entry_length
                 patches.append((position, is_directory, target))
                 raw[position + _EXTENT_FIELD: position + _EXTENT_FIELD + 16] = bytes(16)
+                found[(is_directory, target, kind)] = _Record(
+                    bytes(raw[position: position + length]), identifier,
+                    None if ce is None or not position < ce < position + length else ce - position)
                 position += length
             pieces[node] = _Piece(bytes(raw), tuple(patches), ce)
     if set(pieces) != set(keys) or er_extent is None:
@@ -680,37 +744,63 @@ def _learn_checked(tree: DriveTree, epoch: float, image: bytes) -> tuple[dict[No
     skeleton = _Skeleton(bytes(head), directories, er_extent, files_start)
     if _compose(tree, pieces, skeleton) != image:
         return None
-    return pieces, skeleton
+    learned: dict[Shape, _Record] = {}
+    for node, (_, node_members) in members.items():
+        found = records[node]
+        chosen = []
+        for index, (record_key, is_directory, target) in enumerate(node_members):
+            record = found.get((is_directory, target, min(index, 2)))
+            if record is None:
+                return pieces, skeleton, {}
+            chosen.append((record, is_directory, target))
+            learned[record_key] = record
+        piece, assembled = pieces[node], _assemble(chosen)
+        if (assembled.data, assembled.patches, assembled.ce) != (piece.data, piece.patches, piece.ce):
+            return pieces, skeleton, {}
+    return pieces, skeleton, learned
 
 
 class _PartsCache:
-    """Directory pieces by `_piece_keys` and skeletons by `_skeleton_key`, least recently used
-    dropped first. A drive whose every directory and skeleton are known is composed from them
-    without pycdlib (see `_compose`), whatever its file sizes and contents: pieces are shared by
-    drives that differ elsewhere (another metadata key, another size of user data), so a drive
-    of a new shape usually costs no mastering. Parts never change once made; threads share them."""
+    """Directory pieces by `_piece_keys`, directory records by their `_members` key and skeletons
+    by `_skeleton_key`, least recently used dropped first, at most `max_bytes` kept in all (a
+    piece or a record holds names and dates, no file contents or lengths; a skeleton the
+    descriptors, path tables and ER sector, about 120 KiB mostly zero).
 
-    def __init__(self, max_pieces: int = 1024, max_skeletons: int = 32,
+    A drive whose every directory is known, as a piece or as records (ordered and packed as
+    pycdlib does, see `_assemble`), and whose skeleton is known, is composed from them without
+    pycdlib (see `_compose`), whatever its file sizes and contents. Parts are learnt from each
+    image pycdlib masters, and only when they give that image back byte for byte (records only
+    when they give every directory back). Parts never change once made; threads share them."""
+
+    def __init__(self, max_pieces: int = 1024, max_skeletons: int = 32, max_records: int = 4096,
                  max_bytes: int = 16 * 1024 * 1024) -> None:
         self.max_pieces = max_pieces
+        self.max_records = max_records
         self.max_skeletons = max_skeletons
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._pieces: OrderedDict[Shape, _Piece] = OrderedDict()
         self._skeletons: OrderedDict[Shape, _Skeleton] = OrderedDict()
+        self._records: OrderedDict[Shape, _Record] = OrderedDict()
         self._bytes = 0
 
     def compose(self, tree: DriveTree, epoch: float) -> bytes | None:
         """The image of `tree` composed from known parts, or None when one is missing."""
-        keys = _piece_keys(tree, epoch)
+        members = _members(tree, epoch)
         pieces: dict[Node, _Piece] = {}
         with self._lock:
-            for node, key in keys.items():
+            for node, (key, node_members) in members.items():
                 piece = self._pieces.get(key)
                 if piece is None:
-                    return None
-                self._pieces.move_to_end(key)
+                    piece = self._assemble(node_members)
+                    if piece is None:
+                        self._trim()
+                        return None
+                    self._put_piece(key, piece)
+                else:
+                    self._pieces.move_to_end(key)
                 pieces[node] = piece
+            self._trim()
             skeleton_key = _skeleton_key(tree, epoch, pieces)
             skeleton = self._skeletons.get(skeleton_key)
             if skeleton is None:
@@ -718,36 +808,63 @@ class _PartsCache:
             self._skeletons.move_to_end(skeleton_key)
         return _compose(tree, pieces, skeleton)
 
+    def _assemble(self, node_members: tuple[Member, ...]) -> _Piece | None:
+        """A directory never seen as a whole, from records seen in other directories."""
+        chosen = []
+        for record_key, is_directory, target in node_members:
+            record = self._records.get(record_key)
+            if record is None:
+                return None
+            self._records.move_to_end(record_key)
+            chosen.append((record, is_directory, target))
+        return _assemble(chosen)
+
+    def _put_piece(self, key: Shape, piece: _Piece) -> None:
+        previous = self._pieces.pop(key, None)
+        if previous is not None:
+            self._bytes -= len(previous.data)
+        self._pieces[key] = piece
+        self._bytes += len(piece.data)
+
     def learn(self, tree: DriveTree, epoch: float, image: bytes) -> None:
         parts = _learn(tree, epoch, image)
         if parts is None:
             return
-        pieces, skeleton = parts
+        pieces, skeleton, records = parts
         keys = _piece_keys(tree, epoch)
         skeleton_key = _skeleton_key(tree, epoch, pieces)
         with self._lock:
             for node, piece in pieces.items():
-                previous = self._pieces.pop(keys[node], None)
-                if previous is not None:
-                    self._bytes -= len(previous.data)
-                self._pieces[keys[node]] = piece
-                self._bytes += len(piece.data)
+                self._put_piece(keys[node], piece)
+            for record_key, record in records.items():
+                previous_record = self._records.pop(record_key, None)
+                if previous_record is not None:
+                    self._bytes -= len(previous_record.data)
+                self._records[record_key] = record
+                self._bytes += len(record.data)
             previous_skeleton = self._skeletons.pop(skeleton_key, None)
             if previous_skeleton is not None:
                 self._bytes -= len(previous_skeleton.head)
             self._skeletons[skeleton_key] = skeleton
             self._bytes += len(skeleton.head)
-            while len(self._pieces) > self.max_pieces or (self._bytes > self.max_bytes and self._pieces):
-                _, dropped = self._pieces.popitem(last=False)
-                self._bytes -= len(dropped.data)
-            while len(self._skeletons) > self.max_skeletons or (self._bytes > self.max_bytes and self._skeletons):
-                _, dropped_skeleton = self._skeletons.popitem(last=False)
-                self._bytes -= len(dropped_skeleton.head)
+            self._trim()
+
+    def _trim(self) -> None:
+        while len(self._records) > self.max_records or (self._bytes > self.max_bytes and self._records):
+            _, dropped_record = self._records.popitem(last=False)
+            self._bytes -= len(dropped_record.data)
+        while len(self._pieces) > self.max_pieces or (self._bytes > self.max_bytes and self._pieces):
+            _, dropped = self._pieces.popitem(last=False)
+            self._bytes -= len(dropped.data)
+        while len(self._skeletons) > self.max_skeletons or (self._bytes > self.max_bytes and self._skeletons):
+            _, dropped_skeleton = self._skeletons.popitem(last=False)
+            self._bytes -= len(dropped_skeleton.head)
 
     def clear(self) -> None:
         with self._lock:
             self._pieces.clear()
             self._skeletons.clear()
+            self._records.clear()
             self._bytes = 0
 
 
@@ -791,12 +908,13 @@ def _master_with_pycdlib(tree: DriveTree, epoch: float, shape: Shape, reuse: boo
 def build_iso(source: DriveSpec | DriveTree, *, epoch: float = DRIVE_EPOCH, reuse: bool = True) -> bytes:
     """The ISO image of a drive, built in memory; raises `DriveTooLarge` beyond 64 MiB.
 
-    CPU-bound (a few milliseconds for a typical drive, a tenth of one for a drive of a known
-    layout): call it on a thread pool; it is safe on several threads at once. With `reuse` (the
-    default) it fills the kept bytes of a drive of the same layout when there are some (see
-    `_Template`), else masters into a kept image of the same shape when there is one (see
-    `_FrameCache`); the bytes are the same either way. Without `reuse` pycdlib masters the
-    drive from scratch.
+    CPU-bound (about ten milliseconds for a typical drive mastered by pycdlib, a tenth of one for
+    a drive of a known layout, a few tenths composed from known parts): call it on a thread
+    pool; it is safe on several threads at once. With `reuse` (the default) it fills the kept
+    bytes of a drive of the same layout when there are some (see `_Template`), else composes the
+    drive from known directories and records (see `_PartsCache`), else masters into a kept image
+    of the same shape when there is one (see `_FrameCache`); the bytes are the same either way.
+    Without `reuse` pycdlib masters the drive from scratch.
     """
     tree = drive_files(source) if isinstance(source, DriveSpec) else source
     check_size(tree)

@@ -13,24 +13,32 @@ from ssvm.configdrive.iso import DRIVE_EPOCH, SECTOR, build_iso
 from tests.ssvm.configdrive_helpers import b64, typical
 from tests.ssvm.test_configdrive_iso import random_description
 
-NAMES = ("a.txt", "b", "meta_data.json", "user_data", "x-y.z", "Z9", "local-hostname.txt", "k_1.txt")
 SIZES = (0, 1, 100, SECTOR - 1, SECTOR, SECTOR + 1, 2 * SECTOR, 3 * SECTOR - 7, 5 * SECTOR + 3)
+ALPHABET = "ABCXYZabcxyz0189_.-"
 
 
-def random_tree(rng: random.Random) -> DriveTree:
-    """A tree of random directories and files, sizes 0 to several sectors (across sector
-    boundaries), some files identical to an earlier one (one extent, as drive_files marks them)."""
+def name_pool(rng: random.Random, count: int) -> list[str]:
+    """File names as metadata keys may be (`<key>.txt` up to 64 characters), for sorting and packing."""
+    names = {"user_data", "meta_data.json", "a", "A", "a.txt", "a-b.txt", "a_b.txt", "a.b.txt"}
+    while len(names) < count:
+        stem = rng.choice("ABCabc019") + "".join(rng.choice(ALPHABET) for _ in range(rng.randrange(0, 56)))
+        names.add(stem + rng.choice(("", ".txt", ".json")))
+    return sorted(names)
+
+
+def random_tree(rng: random.Random, names: list[str]) -> DriveTree:
+    """A tree of random directories holding up to 30 files each (a directory of several sectors),
+    sizes 0 to several sectors (across sector boundaries), some files identical to an earlier
+    one (one extent, as drive_files marks them)."""
     directories = ["d"]
     for index in range(rng.randrange(0, 4)):
         parent = rng.choice(directories)
         directories.append(f"{parent}/s{index}")
     files: list[DriveFile] = []
     originals: list[DriveFile] = []
-    for parent in ["d", *directories]:
-        for name in rng.sample(NAMES, rng.randrange(0, 4)):
+    for parent in directories:
+        for name in rng.sample(names, rng.choice((0, 1, 3, 8, 30))):
             path = f"{parent}/{name}"
-            if any(f.path == path for f in files):
-                continue
             if originals and rng.random() < 0.3:
                 first = rng.choice(originals)
                 files.append(DriveFile(path, first.data, first.path))
@@ -39,7 +47,7 @@ def random_tree(rng: random.Random) -> DriveTree:
             drive_file = DriveFile(path, data, None)
             files.append(drive_file)
             originals.append(drive_file)
-    return DriveTree("config-2", tuple(dict.fromkeys(directories)), tuple(files))
+    return DriveTree("config-2", tuple(directories), tuple(files))
 
 
 def resized(tree: DriveTree, rng: random.Random) -> DriveTree:
@@ -70,16 +78,21 @@ class ComposeTests(SynchronousTestCase):
         return True
 
     def test_random_shapes_and_sizes(self) -> None:
-        """Random trees, each then built again with many other sizes and contents: every composed
-        image is byte for byte pycdlib's fresh one."""
+        """Random trees, each then built again with other sizes and contents: every composed image
+        is byte for byte pycdlib's fresh one, including trees whose directories were never seen
+        whole (assembled from records seen in other directories)."""
         rng = random.Random(9)
-        composed = 0
-        for _ in range(40):
-            tree = random_tree(rng)
-            self.assertFalse(self.assertComposedAsFresh(tree))
-            for _ in range(6):
+        names = name_pool(rng, 60)
+        composed = assembled = 0
+        for _ in range(60):
+            tree = random_tree(rng, names)
+            known = set(iso_module._PARTS._pieces)
+            if self.assertComposedAsFresh(tree):
+                assembled += not set(iso_module._piece_keys(tree, DRIVE_EPOCH).values()) <= known
+            for _ in range(3):
                 composed += self.assertComposedAsFresh(resized(tree, rng))
         self.assertGreater(composed, 150)
+        self.assertGreater(assembled, 10)
 
     def test_drives_of_new_shapes(self) -> None:
         """Real drives (random keys, user data, passwords, networks): a drive whose directories
