@@ -270,6 +270,20 @@ def _file_records(image: bytes) -> Iterator[tuple[str, int, int]]:
         yield from _directory_records(image, "", extent, size, joliet, 0)
 
 
+def _record_offsets(data: bytes | bytearray, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The offset and length of each directory record in `data[start:end]` (`start` on a sector
+    boundary), stepping over the zero padding that ends a sector. `data` is read as the walk goes,
+    so a caller may change a record's other bytes while walking."""
+    position = start
+    while position < end:
+        length = data[position]
+        if length == 0:  # the rest of this sector is padding
+            position = (position // SECTOR + 1) * SECTOR
+            continue
+        yield position, length
+        position += length
+
+
 def _directory_records(image: bytes, parent: str, extent: int, size: int, joliet: bool,
                        depth: int) -> Iterator[tuple[str, int, int]]:
     if depth > 8:
@@ -278,15 +292,9 @@ def _directory_records(image: bytes, parent: str, extent: int, size: int, joliet
     end = start + size
     if end > len(image):
         raise ValueError("directory beyond the image")
-    position = start
-    while position < end:
-        length = image[position]
-        if length == 0:  # the rest of this sector is padding
-            position = (position // SECTOR + 1) * SECTOR
-            continue
-        name_length = image[position + 32]
-        identifier = image[position + 33: position + 33 + name_length]
-        position, record = position + length, position
+    for record, _length in _record_offsets(image, start, end):
+        name_length = image[record + 32]
+        identifier = image[record + 33: record + 33 + name_length]
         if identifier in (b"\x00", b"\x01"):  # the directory itself, its parent
             continue
         name = identifier.decode("utf-16-be" if joliet else "ascii").removesuffix(";1")
@@ -684,12 +692,7 @@ def _learn_checked(tree: DriveTree, epoch: float, image: bytes) -> Parts | None:
             patches: list[Patch] = []
             ce: int | None = None
             found = records[node] = {}
-            position = 0
-            while position < size:
-                length = raw[position]
-                if length == 0:  # the rest of this sector is padding
-                    position = (position // SECTOR + 1) * SECTOR
-                    continue
+            for position, length in _record_offsets(raw, 0, size):
                 name_length = raw[position + 32]
                 identifier = bytes(raw[position + 33: position + 33 + name_length])
                 child = int.from_bytes(raw[position + 2: position + 6], "little")
@@ -726,7 +729,6 @@ def _learn_checked(tree: DriveTree, epoch: float, image: bytes) -> Parts | None:
                 found[(is_directory, target, kind)] = _Record(
                     bytes(raw[position: position + length]), identifier,
                     None if ce is None or not position < ce < position + length else ce - position)
-                position += length
             pieces[node] = _Piece(bytes(raw), tuple(patches), ce)
     if set(pieces) != set(keys) or er_extent is None:
         return None
