@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,40 @@ from tests.integration.support import poll
 from tests.util.appliance import RouterAppliance
 from tests.util.daemon import twistd_argv, twistd_env
 from tests.util.netns import IP, GuestSpec, Topology, require_commands, require_root_and_netns
+
+# A stub upstream DNS server (stdlib only), started in the public namespace: A ADDRESS (TTL 300)
+# for NAME, NXDOMAIN for anything else, RD copied from the query; every query is appended as
+# "name type" to LOG unless LOG is "-"; in MODE "silent" it reads every query and never answers.
+# Arguments: HOST LOG NAME ADDRESS MODE.
+STUB_UPSTREAM = r"""
+import socket, struct, sys
+host, log, name, address, mode = sys.argv[1], sys.argv[2], sys.argv[3].lower(), sys.argv[4], sys.argv[5]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((host, 53))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(4096)
+    if mode == "silent" or len(data) < 12 or data[2] & 0x80:
+        continue
+    labels, i = [], 12
+    while i < len(data) and data[i]:
+        labels.append(data[i + 1:i + 1 + data[i]].decode("ascii", "replace"))
+        i += 1 + data[i]
+    question = data[12:i + 5]
+    qname = ".".join(labels).lower()
+    qtype, = struct.unpack("!H", data[i + 1:i + 3])
+    if log != "-":
+        with open(log, "a") as f:
+            f.write("%s %d\n" % (qname, qtype))
+    rd = data[2] & 0x01
+    if qname == name and qtype == 1:
+        flags, answers = 0x8080 | (rd << 8), b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 300, 4) \
+            + socket.inet_aton(address)
+        count = 1
+    else:
+        flags, answers, count = 0x8083 | (rd << 8), b"", 0
+    s.sendto(data[:2] + struct.pack("!HHHHH", flags, 1, count, 0, 0) + question + answers, peer)
+"""
 
 
 class RouterDaemonCase(TestCase):
@@ -38,6 +73,19 @@ class RouterDaemonCase(TestCase):
         os.makedirs(self.dir)
         self.app = RouterAppliance(os.path.join(self.dir, "router"), data_plane=True)
         self.proc: subprocess.Popen[Any] | None = None
+
+    def start_stub_upstream(self, ns: str, host: str, name: str, address: str, *, log: str | None = None,
+                            silent: bool = False) -> subprocess.Popen[Any]:
+        """The stub upstream DNS server (`STUB_UPSTREAM`) on `host` port 53 in namespace `ns`,
+        once it listens."""
+        script = os.path.join(self.dir, "stub_upstream.py")
+        if not os.path.exists(script):
+            with open(script, "w") as f:
+                f.write(STUB_UPSTREAM)
+        proc = self.topo.spawn_in(ns, [sys.executable, "-u", script, host, log or "-", name, address,
+                                       "silent" if silent else "answer"])
+        self.topo.wait_for_line(proc, "ready")
+        return proc
 
     # --- the daemon ---------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from typing import Any
 
 from twisted.trial.unittest import SkipTest
@@ -67,38 +66,6 @@ DHCPCD_SCRIPT = """#!/bin/sh
 {{ echo "reason=$reason"; env | grep -E '^(interface|protocol|new_)' | sort; echo "--"; }} >> {out}
 exit 0
 """
-
-# A stub upstream DNS server (stdlib only): A OUTSIDE_ADDRESS (TTL 300) for OUTSIDE_NAME, NXDOMAIN
-# for anything else; every query is appended as "name type" to the log file.
-STUB_DNS = r"""
-import socket, struct, sys
-host, log, name, address = sys.argv[1], sys.argv[2], sys.argv[3].lower(), sys.argv[4]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((host, 53))
-print("ready", flush=True)
-while True:
-    data, peer = s.recvfrom(4096)
-    if len(data) < 12 or data[2] & 0x80:
-        continue
-    labels, i = [], 12
-    while i < len(data) and data[i]:
-        labels.append(data[i + 1:i + 1 + data[i]].decode("ascii", "replace"))
-        i += 1 + data[i]
-    question = data[12:i + 5]
-    qname = ".".join(labels).lower()
-    qtype, = struct.unpack("!H", data[i + 1:i + 3])
-    with open(log, "a") as f:
-        f.write("%s %d\n" % (qname, qtype))
-    rd = data[2] & 0x01
-    if qname == name and qtype == 1:
-        flags, answers = 0x8080 | (rd << 8), b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 300, 4) \
-            + socket.inet_aton(address)
-        count = 1
-    else:
-        flags, answers, count = 0x8083 | (rd << 8), b"", 0
-    s.sendto(data[:2] + struct.pack("!HHHHH", flags, 1, count, 0, 0) + question + answers, peer)
-"""
-
 
 def udhcpc() -> list[str]:
     """The udhcpc command: Debian's udhcpc package (a link to busybox), or busybox's applet."""
@@ -290,12 +257,7 @@ class DnsClientTests(_ClientsRouter):
         self.guest = self.topo.guest(1).ns
         self.topo.address(self.guest, "eth0", f"{IP1}/24")
         self.stub_log = os.path.join(self.dir, "stub-queries.log")
-        stub = os.path.join(self.dir, "stub_dns.py")
-        with open(stub, "w") as f:
-            f.write(STUB_DNS)
-        self.stub = self.topo.spawn_in(public, [sys.executable, "-u", stub, UPSTREAM, self.stub_log,
-                                                OUTSIDE_NAME, OUTSIDE_ADDRESS])
-        self.topo.wait_for_line(self.stub, "ready")
+        self.stub = self.start_stub_upstream(public, UPSTREAM, OUTSIDE_NAME, OUTSIDE_ADDRESS, log=self.stub_log)
         self.start()
         self.put_state(state(1, [vm(UUID1, MAC1, IP1, "vm1"), vm(UUID2, MAC2, IP2, "vm2")]))
 

@@ -40,32 +40,6 @@ CLOSED = "198.51.100.55"  # nothing listens: the kernel answers ICMP port unreac
 OUTSIDE_NAME = "www.example.org"
 OUTSIDE_ADDRESS = "203.0.113.7"
 
-# A stub upstream (stdlib only): A OUTSIDE_ADDRESS for OUTSIDE_NAME, NXDOMAIN for the rest; with
-# "silent" as its second argument it reads and never answers.
-UPSTREAM_STUB = r"""
-import socket, struct, sys
-host, mode = sys.argv[1], sys.argv[2]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((host, 53))
-print("ready", flush=True)
-while True:
-    data, peer = s.recvfrom(4096)
-    if mode == "silent" or len(data) < 12 or data[2] & 0x80:
-        continue
-    labels, i = [], 12
-    while i < len(data) and data[i]:
-        labels.append(data[i + 1:i + 1 + data[i]].decode("ascii", "replace"))
-        i += 1 + data[i]
-    question = data[12:i + 5]
-    qtype, = struct.unpack("!H", data[i + 1:i + 3])
-    if ".".join(labels).lower() == sys.argv[3] and qtype == 1:
-        flags, answers, count = 0x8180, b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 300, 4) + \
-            socket.inet_aton(sys.argv[4]), 1
-    else:
-        flags, answers, count = 0x8183, b"", 0
-    s.sendto(data[:2] + struct.pack("!HHHHH", flags, 1, count, 0, 0) + question + answers, peer)
-"""
-
 # A guest-side DNS client (stdlib only), one JSON line on stdout:
 #   tcp-half-close NAME...   queries on one connection, then shutdown(SHUT_WR), reads to EOF:
 #                            {"answers": [[id, rcode, ancount], ...], "eof": bool}
@@ -179,13 +153,8 @@ class DnsLimitsTests(RouterDaemonCase):
         self.guest1, self.guest2 = self.topo.guest(1).ns, self.topo.guest(2).ns
         self.topo.address(self.guest1, "eth0", f"{IP1}/24")
         self.topo.address(self.guest2, "eth0", f"{IP2}/24")
-        stub = os.path.join(self.dir, "upstream_stub.py")
-        with open(stub, "w") as f:
-            f.write(UPSTREAM_STUB)
-        for address, mode in ((UPSTREAM, "answer"), (SILENT, "silent")):
-            proc = self.topo.spawn_in(public, [sys.executable, "-u", stub, address, mode, OUTSIDE_NAME,
-                                               OUTSIDE_ADDRESS])
-            self.topo.wait_for_line(proc, "ready")
+        self.start_stub_upstream(public, UPSTREAM, OUTSIDE_NAME, OUTSIDE_ADDRESS)
+        self.start_stub_upstream(public, SILENT, OUTSIDE_NAME, OUTSIDE_ADDRESS, silent=True)
         self.client = os.path.join(self.dir, "dns_client.py")
         with open(self.client, "w") as f:
             f.write(CLIENT)
