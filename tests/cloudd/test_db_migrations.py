@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -447,8 +448,13 @@ class DaemonStartTests(SynchronousTestCase):
         self.assertNotIn(creds["secretkey"], daemon.log())
         self.assertNotIn(creds["password"], daemon.log())
         self.assertNotIn(creds["apikey"], daemon.log())
-        # the start announces where the endpoint and the credentials are
-        self.assertIn(f"cloudd API endpoint {daemon.endpoint}; admin credentials in {creds_path}", daemon.log())
+        # the start announces where the endpoint and the credentials are (the line may reach the log
+        # file a moment after the port accepts connections)
+        announcement = f"cloudd API endpoint {daemon.endpoint}; admin credentials in {creds_path}"
+        deadline = time.monotonic() + 10
+        while announcement not in daemon.log() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the log file another process writes
+        self.assertIn(announcement, daemon.log())
         engine = create_engine("sqlite:///%(basedir)s/cloudd.sqlite", self.basedir)
         self.addCleanup(engine.dispose)
         self.assertTrue(migrate.is_current(engine))
