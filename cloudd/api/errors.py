@@ -1,58 +1,26 @@
-"""API errors: each carries the CloudStack error code (also the HTTP status) and cserrorcode.
-
-Texts are built from names and identifiers only; a parameter's value appears in a text only where
-CloudStack's own message names it and the parameter is not secret.
-"""
+"""API errors: the shared CloudError (as ApiError) and the refusals only the API layer makes."""
 
 from __future__ import annotations
 
-# CloudStack exception codes (CSExceptionErrorCode)
-CS_SERVER_API = 9999
-CS_RUNTIME = 4250
-CS_INVALID_PARAMETER = 4350
-CS_PERMISSION_DENIED = 4365
-CS_RESOURCE_IN_USE = 4375
-CS_CONCURRENT_OPERATION = 4300
+from cloudd.errors import (  # noqa: F401 (re-exported)
+    CS_CONCURRENT_OPERATION,
+    CS_INVALID_PARAMETER,
+    CS_PERMISSION_DENIED,
+    CS_RESOURCE_IN_USE,
+    CS_RUNTIME,
+    CS_SERVER_API,
+    CloudError,
+    concurrent,
+    in_use,
+    internal,
+    invalid_value,
+    malformed,
+    param_error,
+    permission_denied,
+    unsupported,
+)
 
-
-class ApiError(Exception):
-    def __init__(self, code: int, text: str, cs_code: int | None = CS_SERVER_API,
-                 uuid_list: tuple[tuple[str, str], ...] = (), retry_after: float | None = None) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
-        self.cs_code = cs_code
-        self.uuid_list = uuid_list
-        self.retry_after = retry_after
-
-    def body(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "uuidList": [{"uuid": u, "uuidProperty": p} for u, p in self.uuid_list],
-            "errorcode": self.code,
-        }
-        if self.cs_code is not None:
-            out["cserrorcode"] = self.cs_code
-        out["errortext"] = self.text
-        return out
-
-
-def param_error(text: str) -> ApiError:
-    """A parameter could not be bound (missing, malformed, too long): 431/9999."""
-    return ApiError(431, text, CS_SERVER_API)
-
-
-def invalid_value(text: str) -> ApiError:
-    """A parameter was well-formed but not acceptable: 431/4350."""
-    return ApiError(431, text, CS_INVALID_PARAMETER)
-
-
-def malformed(text: str) -> ApiError:
-    return ApiError(430, text, CS_SERVER_API)
-
-
-def permission_denied(text: str) -> ApiError:
-    return ApiError(531, text, CS_PERMISSION_DENIED)
-
+ApiError = CloudError
 
 CREDENTIALS_FAILED = "unable to verify user credentials and/or request signature"
 
@@ -104,22 +72,6 @@ def uri_too_long(limit: int) -> ApiError:
 def head_too_large(limit: int) -> ApiError:
     """A header line over twisted.web's line limit: 431 (Request Header Fields Too Large), servlet-level."""
     return ApiError(431, f"Request header line longer than {limit} bytes", None)
-
-
-def unsupported(text: str) -> ApiError:
-    return ApiError(432, text, CS_SERVER_API)
-
-
-def in_use(text: str) -> ApiError:
-    return ApiError(536, text, CS_RESOURCE_IN_USE)
-
-
-def concurrent(text: str) -> ApiError:
-    return ApiError(530, text, CS_CONCURRENT_OPERATION)
-
-
-def internal(text: str) -> ApiError:
-    return ApiError(530, text, CS_RUNTIME)
 
 
 def throttled(retry_ms: int) -> ApiError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from cloudd.db import model
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
     from twisted.internet.interfaces import IReactorTime
 
     from cloudd.db.pool import DBThreadPool
@@ -104,3 +106,18 @@ class DBComponent:
 
     def now(self) -> int:
         return int(self.clock.seconds())
+
+    @staticmethod
+    def thd_cas_state(conn: Any, table: sa.Table, row_id: int, expected: Iterable[str], new: str,
+                      **values: Any) -> bool:
+        """Set `state` (and `values`) of row `row_id` only if its state is one of `expected`: a
+        compare-and-set, so of two racing writers exactly one changes the row."""
+        result = conn.execute(table.update().where(table.c.id == row_id, table.c.state.in_(list(expected)))
+                              .values(state=new, **values))
+        return bool(result.rowcount == 1)
+
+    def cas_state(self, table: sa.Table, row_id: int, expected: Iterable[str], new: str,
+                  **values: Any) -> Deferred[bool]:
+        wanted = list(expected)
+        return self.pool.do(
+            lambda conn: self.thd_cas_state(conn, table, row_id, wanted, new, **values))

@@ -181,3 +181,131 @@ events = sa.Table(
 )
 sa.Index("events_account", events.c.account_id, events.c.created)
 sa.Index("events_domain", events.c.domain_id)
+
+# --- infrastructure (zones, pods, clusters, hosts) -------------------------------------------------
+
+zones = sa.Table(
+    "zones",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.String(255), nullable=True),
+    sa.Column("dns1", sa.String(64), nullable=True),
+    sa.Column("dns2", sa.String(64), nullable=True),
+    sa.Column("ip6_dns1", sa.String(64), nullable=True),
+    sa.Column("ip6_dns2", sa.String(64), nullable=True),
+    sa.Column("internal_dns1", sa.String(64), nullable=True),
+    sa.Column("internal_dns2", sa.String(64), nullable=True),
+    sa.Column("guest_cidr", sa.String(64), nullable=True),
+    sa.Column("network_domain", sa.String(255), nullable=True),
+    # Advanced or Basic
+    sa.Column("network_type", sa.String(16), nullable=False),
+    sa.Column("security_groups", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("local_storage", sa.SmallInteger, nullable=False, server_default="0"),
+    # dedicated to a domain (listZones domainid), or public
+    sa.Column("domain_id", sa.Integer, sa.ForeignKey("domains.id"), nullable=True),
+    # Enabled or Disabled
+    sa.Column("allocation_state", sa.String(16), nullable=False),
+    sa.Column("tags", sa.String(255), nullable=True),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("zones_name", zones.c.name)
+
+pods = sa.Table(
+    "pods",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("zone_id", sa.Integer, sa.ForeignKey("zones.id"), nullable=False),
+    sa.Column("gateway", sa.String(64), nullable=True),
+    sa.Column("netmask", sa.String(64), nullable=True),
+    sa.Column("start_ip", sa.String(64), nullable=True),
+    sa.Column("end_ip", sa.String(64), nullable=True),
+    sa.Column("allocation_state", sa.String(16), nullable=False),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("pods_zone", pods.c.zone_id)
+
+clusters = sa.Table(
+    "clusters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("zone_id", sa.Integer, sa.ForeignKey("zones.id"), nullable=False),
+    sa.Column("pod_id", sa.Integer, sa.ForeignKey("pods.id"), nullable=False),
+    # KVM or Simulator
+    sa.Column("hypervisor", sa.String(32), nullable=False),
+    sa.Column("cluster_type", sa.String(32), nullable=False),
+    sa.Column("allocation_state", sa.String(16), nullable=False),
+    sa.Column("managed_state", sa.String(16), nullable=False),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("clusters_pod", clusters.c.pod_id)
+
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    # Routing (hypervisor hosts); SecondaryStorageVM and others for system VMs
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("zone_id", sa.Integer, sa.ForeignKey("zones.id"), nullable=False),
+    sa.Column("pod_id", sa.Integer, sa.ForeignKey("pods.id"), nullable=True),
+    sa.Column("cluster_id", sa.Integer, sa.ForeignKey("clusters.id"), nullable=True),
+    sa.Column("url", sa.String(1024), nullable=False),
+    sa.Column("hypervisor", sa.String(32), nullable=True),
+    sa.Column("hypervisor_version", sa.String(64), nullable=True),
+    sa.Column("ip_address", sa.String(64), nullable=True),
+    # the connection state: Up, Down, Disconnected, Alert, Connecting
+    sa.Column("state", sa.String(32), nullable=False),
+    # the operator's state: Enabled, Disabled, PrepareForMaintenance, Maintenance, ErrorInMaintenance
+    sa.Column("resource_state", sa.String(32), nullable=False),
+    sa.Column("cpus", sa.Integer, nullable=True),
+    sa.Column("cpu_speed", sa.Integer, nullable=True),
+    sa.Column("cpu_sockets", sa.Integer, nullable=True),
+    sa.Column("memory", sa.BigInteger, nullable=True),
+    sa.Column("cpu_model", sa.String(255), nullable=True),
+    sa.Column("arch", sa.String(32), nullable=True),
+    sa.Column("version", sa.String(64), nullable=True),
+    sa.Column("last_pinged", sa.Integer, nullable=True),
+    # when the state last changed (Disconnected for longer than the limit turns Down)
+    sa.Column("state_changed", sa.Integer, nullable=True),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("hosts_cluster", hosts.c.cluster_id)
+sa.Index("hosts_zone_state", hosts.c.zone_id, hosts.c.state)
+
+host_tags = sa.Table(
+    "host_tags",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("host_id", sa.Integer, sa.ForeignKey("hosts.id"), nullable=False),
+    sa.Column("tag", sa.String(255), nullable=False),
+)
+sa.Index("host_tags_host", host_tags.c.host_id)
+
+# Alerts for operators (listAlerts): CloudStack's numeric types (AlertManager.AlertType).
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("type", sa.SmallInteger, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("subject", sa.String(999), nullable=False),
+    sa.Column("zone_id", sa.Integer, nullable=True),
+    sa.Column("pod_id", sa.Integer, nullable=True),
+    sa.Column("cluster_id", sa.Integer, nullable=True),
+    sa.Column("archived", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("alerts_type", alerts.c.type, alerts.c.created)
