@@ -9,6 +9,7 @@ from twisted.python.threadpool import ThreadPool
 
 from cloudd.db import migrate
 from cloudd.db.accounts import AccountsComponent
+from cloudd.db.alerts import AlertsComponent
 from cloudd.db.configuration import ConfigurationComponent
 from cloudd.db.domains import DomainsComponent
 from cloudd.db.enginestrategy import create_engine, expand_url, is_sqlite_memory
@@ -56,6 +57,7 @@ class DBConnector(Service):
         self.configuration = ConfigurationComponent(self.pool, clock)
         self.events = EventsComponent(self.pool, clock)
         self.jobs = JobsComponent(self.pool, clock)
+        self.alerts = AlertsComponent(self.pool, clock)
 
     def _not_ready(self) -> DatabaseNotReadyError:
         return DatabaseNotReadyError(
