@@ -1,22 +1,9 @@
 """The router's desired state as cloudd pushes it (DESIGN.md §4), its derived views, and the keeper
 that applies, persists and publishes it.
 
-`RouterState` is one complete desired state: the guest network, every VM record, the public
-addresses and NAT/firewall rules, and a generation number.  Its JSON shape (`from_json`/`to_json`)::
-
-    {"generation": 7,
-     "network": {"interface": "eth0", "cidr": "10.1.1.0/24", "gateway": "10.1.1.1",
-                 "router_ip": "10.1.1.1", "domain": "cs1cloud.internal",
-                 "dns_servers": ["8.8.8.8", "8.8.4.4"], "router_dns": true,
-                 "lease_seconds": null, "mtu": null,
-                 "classless_routes": [{"destination": "10.9.0.0/16", "gateway": "10.1.1.254"}]},
-     "vms": [<VmRecord JSON, see routervm.records>, ...],
-     "rules": <RouterRules JSON, see routervm.nat.rules> | null}
-
-`network.interface`, `cidr` and `router_ip` are required; the rest may be left out (`gateway`,
-`domain`, `lease_seconds`, `mtu`: null; `dns_servers`, `classless_routes`: empty; `router_dns`:
-true).  `rules.guest_network` may be left out: it is the network's interface, CIDR and router IP,
-and when given it must equal them.
+`RouterState`, `NetworkSettings`, `StateError` and `rules_from_json` are the control messages'
+(`appliance.messages.router`, which documents the JSON shape), re-exported here: cloudd checks a
+state with the same code before it sends it.  `decode_state` reads a state body one VM at a time.
 
 Generations: a state older than the one held is refused (`StaleGeneration`, a 409); the same
 generation with the same content is accepted without change (idempotent); the same generation with
@@ -29,7 +16,8 @@ views.
 
 On disk (`StateKeeper`): `<path>` holds the state JSON (user data included, base64) written
 atomically with mode 0600 through the keeper's `FileWriter` (in the daemon, a `SerialWriter`
-thread, so neither the encoding of a large state nor the fsync blocks the reactor); `passwords.sealed` next to it holds the pending passwords as
+thread, so neither the encoding of a large state nor the fsync blocks the reactor);
+`passwords.sealed` next to it holds the pending passwords as
 `PasswordStore.sealed(key)` (AES-GCM), so no password is ever on disk in clear.  The key lives in
 `state.key` (0600), created at first start by `load_or_create_key`.
 """
@@ -41,7 +29,7 @@ import json
 import os
 import re
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,13 +39,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from appliance.files import atomic_write
+from appliance.messages.router import (
+    NetworkSettings,
+    RouterState,
+    StateError,
+    StateRecords,
+    generation_of,
+    rules_from_json,
+)
 from appliance.writer import FileWriter, InlineWriter, WriteTracker
 from routervm.dhcp.packet import INFINITE_LEASE, Route
 from routervm.dhcp.reservations import NetworkConfig, Reservation, ReservationTable, parse_mac
-from routervm.names import is_interface_name
-from routervm.nat.rules import RouterRules, RuleError
+from routervm.nat.rules import RouterRules
 from routervm.password.store import PasswordStore, SealError
-from routervm.records import RecordError, RecordIndex, VmRecord
+from routervm.records import RecordIndex, VmRecord
 
 __all__ = [
     "DEFAULT_PASSWORD_TTL",
@@ -75,6 +70,7 @@ __all__ = [
     "derive",
     "encode_state_file",
     "load_or_create_key",
+    "rules_from_json",
 ]
 
 #: How long a pending password is served when the settings say nothing (seconds).
@@ -83,16 +79,6 @@ PASSWORDS_FILE = "passwords.sealed"
 KEY_FILE = "state.key"
 _KEY_BYTES = 32
 _FORMAT = 1
-
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_NETWORK_MEMBERS = frozenset({"interface", "cidr", "gateway", "router_ip", "domain", "dns_servers",
-                              "router_dns", "lease_seconds", "mtu", "classless_routes"})
-_STATE_MEMBERS = frozenset({"generation", "network", "vms", "rules"})
-
-
-class StateError(ValueError):
-    """The state (or an update) is malformed or inconsistent; the message says what, never quoting
-    user data or passwords."""
 
 
 class StaleGeneration(Exception):
@@ -112,269 +98,6 @@ class UnknownVm(KeyError):
 
     def __str__(self) -> str:
         return f"there is no VM {self.uuid}"
-
-
-def _ipv4(value: object, what: str) -> ipaddress.IPv4Address:
-    if not isinstance(value, str):
-        raise StateError(f"{what} must be an IPv4 address string")
-    try:
-        return ipaddress.IPv4Address(value)
-    except ValueError:
-        raise StateError(f"{what}: {value!r} is not an IPv4 address") from None
-
-
-def _generation(value: object, what: str = "generation") -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise StateError(f"{what} must be a positive integer")
-    return value
-
-
-def _optional_int(value: object, what: str, low: int, high: int) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise StateError(f"{what} must be an integer from {low} to {high} or null")
-    return value
-
-
-@dataclass(frozen=True)
-class NetworkSettings:
-    """The guest network this router serves; addresses are canonical strings."""
-
-    interface: str
-    cidr: str
-    router_ip: str
-    gateway: str | None = None
-    domain: str | None = None
-    dns_servers: tuple[str, ...] = ()
-    router_dns: bool = True
-    lease_seconds: int | None = None
-    mtu: int | None = None
-    classless_routes: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        if not is_interface_name(self.interface):
-            raise StateError("network.interface must be a device name")
-        if not isinstance(self.cidr, str):
-            raise StateError("network.cidr must be a CIDR string")
-        try:
-            network = ipaddress.IPv4Network(self.cidr, strict=True)
-        except ValueError:
-            raise StateError(f"network.cidr: {self.cidr!r} is not an IPv4 network CIDR") from None
-        if network.prefixlen > 30:
-            raise StateError(f"network.cidr {network} is too small for guests (/30 at most)")
-        object.__setattr__(self, "cidr", str(network))
-        router = _ipv4(self.router_ip, "network.router_ip")
-        if router not in network or router in (network.network_address, network.broadcast_address):
-            raise StateError(f"network.router_ip {router} is not a host address of {network}")
-        object.__setattr__(self, "router_ip", str(router))
-        if self.gateway is not None:
-            gateway = _ipv4(self.gateway, "network.gateway")
-            if gateway not in network:
-                raise StateError(f"network.gateway {gateway} is outside {network}")
-            object.__setattr__(self, "gateway", str(gateway))
-        if self.domain is not None:
-            if not isinstance(self.domain, str) or len(self.domain) > 253 or not all(
-                    _LABEL.match(label) for label in self.domain.rstrip(".").split(".")):
-                raise StateError("network.domain must be a DNS domain name or null")
-        if not isinstance(self.dns_servers, tuple):
-            raise StateError("network.dns_servers must be a list")
-        object.__setattr__(self, "dns_servers", tuple(
-            str(_ipv4(s, f"network.dns_servers[{i}]")) for i, s in enumerate(self.dns_servers)))
-        if not isinstance(self.router_dns, bool):
-            raise StateError("network.router_dns must be true or false")
-        _optional_int(self.lease_seconds, "network.lease_seconds", 1, INFINITE_LEASE)
-        _optional_int(self.mtu, "network.mtu", 68, 0xFFFF)
-        routes = []
-        for i, item in enumerate(self.classless_routes):
-            what = f"network.classless_routes[{i}]"
-            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-                raise StateError(f"{what} must have a destination CIDR and a gateway")
-            try:
-                destination = ipaddress.IPv4Network(item[0], strict=True)
-            except ValueError:
-                raise StateError(f"{what}: {item[0]!r} is not an IPv4 network CIDR") from None
-            routes.append((str(destination), str(_ipv4(item[1], f"{what}.gateway"))))
-        object.__setattr__(self, "classless_routes", tuple(routes))
-
-    @property
-    def network(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(self.cidr)
-
-    @classmethod
-    def from_json(cls, obj: object) -> NetworkSettings:
-        if not isinstance(obj, Mapping):
-            raise StateError("network must be an object")
-        unknown = set(obj) - _NETWORK_MEMBERS
-        if unknown:
-            raise StateError(f"unknown network member(s): {', '.join(sorted(map(str, unknown)))}")
-        for name in ("interface", "cidr", "router_ip"):
-            if name not in obj:
-                raise StateError(f"network lacks {name}")
-        servers = obj.get("dns_servers")
-        servers = [] if servers is None else servers
-        routes = obj.get("classless_routes")
-        routes = [] if routes is None else routes
-        if not isinstance(servers, list):
-            raise StateError("network.dns_servers must be a list")
-        if not isinstance(routes, list):
-            raise StateError("network.classless_routes must be a list")
-        pairs = []
-        for i, route in enumerate(routes):
-            if not isinstance(route, Mapping) or set(route) != {"destination", "gateway"}:
-                raise StateError(f"network.classless_routes[{i}] must be "
-                                 "{\"destination\": <CIDR>, \"gateway\": <IPv4>}")
-            pairs.append((route["destination"], route["gateway"]))
-        return cls(interface=obj["interface"], cidr=obj["cidr"], router_ip=obj["router_ip"],
-                   gateway=obj.get("gateway"), domain=obj.get("domain"), dns_servers=tuple(servers),
-                   router_dns=obj.get("router_dns", True), lease_seconds=obj.get("lease_seconds"),
-                   mtu=obj.get("mtu"), classless_routes=tuple(pairs))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"interface": self.interface, "cidr": self.cidr, "router_ip": self.router_ip,
-                "gateway": self.gateway, "domain": self.domain, "dns_servers": list(self.dns_servers),
-                "router_dns": self.router_dns, "lease_seconds": self.lease_seconds, "mtu": self.mtu,
-                "classless_routes": [{"destination": d, "gateway": g} for d, g in self.classless_routes]}
-
-    def guest_network_json(self) -> dict[str, Any]:
-        """The `guest_network` member of the rules' JSON that this network implies."""
-        return {"interface": self.interface, "cidr": self.cidr, "router_ip": self.router_ip}
-
-
-def rules_from_json(obj: object, network: NetworkSettings) -> RouterRules:
-    """The rules' JSON with `guest_network` filled in from (or checked against) `network`."""
-    if not isinstance(obj, Mapping):
-        raise StateError("rules must be an object or null")
-    body = dict(obj)
-    implied = network.guest_network_json()
-    given = body.setdefault("guest_network", implied)
-    try:
-        rules = RouterRules.from_json(body)
-    except RuleError as exc:
-        raise StateError(f"rules: {exc}") from None
-    if rules.guest.to_json() != implied or not isinstance(given, Mapping):
-        raise StateError("rules.guest_network must be the network's interface, cidr and router_ip")
-    return rules
-
-
-class _Keep:
-    """`RouterState.evolve`'s "leave the rules as they are"."""
-
-
-_KEEP = _Keep()
-
-
-@dataclass(frozen=True)
-class RouterState:
-    """One complete desired state.  Building it checks everything the derived views need, so a
-    `RouterState` always derives."""
-
-    generation: int
-    network: NetworkSettings
-    vms: tuple[VmRecord, ...] = ()
-    rules: RouterRules | None = None
-    #: The owner index over `vms`, built once when checking them; `derive` uses it.
-    index: RecordIndex = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        _generation(self.generation)
-        if not isinstance(self.network, NetworkSettings):
-            raise StateError("network must be NetworkSettings")
-        if self.rules is not None and self.rules.guest.to_json() != self.network.guest_network_json():
-            raise StateError("rules.guest_network must be the network's interface, cidr and router_ip")
-        # A stable order: two states holding the same records compare equal.
-        ordered = tuple(sorted(self.vms, key=lambda r: r.uuid))
-        object.__setattr__(self, "vms", ordered)
-        try:
-            object.__setattr__(self, "index", RecordIndex(ordered))
-        except RecordError as exc:
-            raise StateError(str(exc)) from None
-        network = self.network.network
-        # Host addresses are strictly between the network and broadcast addresses.  `nic.ip` is
-        # canonical (`Nic`), so an IPv4 address packs with inet_aton; an IPv6 one is never inside.
-        lowest, highest = int(network.network_address), int(network.broadcast_address)
-        macs: dict[str, str] = {}
-        addresses: dict[str, str] = {}
-        for record in ordered:
-            for nic in record.nics:
-                if nic.interface != self.network.interface:
-                    continue
-                where = f"vm {record.uuid}: nic {nic.mac}"
-                value = -1 if ":" in nic.ip else int.from_bytes(socket.inet_aton(nic.ip), "big")
-                if not lowest < value < highest:
-                    raise StateError(f"{where}: {nic.ip} is not a host address of {network}")
-                if nic.ip == self.network.router_ip:
-                    raise StateError(f"{where}: {nic.ip} is the router's own address")
-                if nic.mac in macs:
-                    raise StateError(f"{where}: the MAC is also used by vm {macs[nic.mac]}")
-                if nic.ip in addresses:
-                    raise StateError(f"{where}: the IP {nic.ip} is also used by vm {addresses[nic.ip]}")
-                macs[nic.mac] = record.uuid
-                addresses[nic.ip] = record.uuid
-            if not record.hostname.isascii():
-                raise StateError(f"vm {record.uuid}: the host name must be ASCII")
-
-    def vm(self, uuid: str) -> VmRecord | None:
-        return self.index.by_uuid(uuid)
-
-    def evolve(self, *, generation: int, vms: tuple[VmRecord, ...] | None = None,
-               rules: RouterRules | None | _Keep = _KEEP) -> RouterState:
-        """A copy with a new generation and, when given, new records or rules."""
-        return RouterState(generation=generation, network=self.network,
-                           vms=self.vms if vms is None else vms,
-                           rules=self.rules if isinstance(rules, _Keep) else rules)
-
-    @classmethod
-    def from_json(cls, obj: object, records: list[VmRecord] | None = None) -> RouterState:
-        """The state of a decoded JSON document; `records`, when given, are its VMs already
-        built (`decode_state`), and its ``vms`` member is not read."""
-        if not isinstance(obj, Mapping):
-            raise StateError("the state must be an object")
-        unknown = set(obj) - _STATE_MEMBERS
-        if unknown:
-            raise StateError(f"unknown state member(s): {', '.join(sorted(map(str, unknown)))}")
-        for name in ("generation", "network"):
-            if name not in obj:
-                raise StateError(f"the state lacks {name}")
-        generation = _generation(obj["generation"])
-        network = NetworkSettings.from_json(obj["network"])
-        if records is None:
-            vms = obj.get("vms")
-            vms = [] if vms is None else vms
-            if not isinstance(vms, list):
-                raise StateError("vms must be a list of VM records")
-            records = _Records()
-            for item in vms:
-                records.add(item)
-        raw_rules = obj.get("rules")
-        rules = None if raw_rules is None else rules_from_json(raw_rules, network)
-        return cls(generation=generation, network=network, vms=tuple(records), rules=rules)
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.to_json_without_vms(), "vms": [r.to_json() for r in self.vms]}
-
-    def to_json_without_vms(self) -> dict[str, Any]:
-        """`to_json` but for the ``vms`` member."""
-        return {"generation": self.generation, "network": self.network.to_json(),
-                "rules": None if self.rules is None else self.rules.to_json()}
-
-    def same_content(self, other: RouterState) -> bool:
-        """Equal apart from the generation."""
-        return (self.network, self.vms, self.rules) == (other.network, other.vms, other.rules)
-
-
-class _Records(list[VmRecord]):
-    """The records of one state as they are decoded, equal user data and key lists held once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.shared: dict[Any, Any] = {}
-
-    def add(self, item: object) -> None:
-        try:
-            self.append(VmRecord.from_json(item, self.shared))
-        except RecordError as exc:
-            raise StateError(f"vms[{len(self)}]: {exc}") from None
 
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -445,10 +168,10 @@ class _Reader:
 def _read_state(reader: _Reader) -> RouterState:
     """`RouterState.from_json` of the object at `reader`, each VM built as soon as it is read."""
     members: dict[str, Any] = {}
-    records: _Records | None = None
+    records: StateRecords | None = None
     for name in reader.members():
         if name == "vms" and reader.peek() == "[":
-            records = _Records()
+            records = StateRecords()
             for _ in reader.elements():
                 records.add(reader.value())
             members[name] = []
@@ -727,7 +450,7 @@ class StateKeeper:
         guest-facing password server).  `generation`, when given, may not be older than the one held."""
         snapshot = self._snapshot
         if generation is not None:
-            _generation(generation)
+            generation_of(generation)
             if generation < self.generation:
                 raise StaleGeneration(f"generation {generation} is older than {self.generation}, held",
                                       self.generation)
@@ -753,7 +476,7 @@ class StateKeeper:
     # -- internals
 
     def _require_state(self, generation: int) -> RouterState:
-        _generation(generation)
+        generation_of(generation)
         if self._snapshot is None:
             raise StaleGeneration("no full state is held yet: send the whole state first", 0)
         return self._snapshot.state
