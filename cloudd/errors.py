@@ -71,3 +71,23 @@ def concurrent(text: str) -> CloudError:
 
 def internal(text: str) -> CloudError:
     return CloudError(530, text, CS_RUNTIME)
+
+
+MASKED = "Internal error executing command, please contact your system administrator"
+
+
+def to_cloud_error(exc: BaseException, reveal: bool) -> CloudError:
+    """The CloudError an exception from any layer answers with: a CloudError as it is, the storage
+    layer's conflicts and misses as 431, anything else as a masked 530 (its type named only when
+    `reveal`, for the root admin)."""
+    from cloudd.db.base import Conflict, NotFound
+
+    if isinstance(exc, CloudError):
+        return exc
+    if isinstance(exc, Conflict):
+        return invalid_value(str(exc))
+    if isinstance(exc, NotFound):
+        return invalid_value("Unable to find the requested entity")
+    if reveal:
+        return internal(f"Internal error executing command: {type(exc).__name__}")
+    return internal(MASKED)

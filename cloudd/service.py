@@ -25,6 +25,7 @@ from cloudd.api.service import ApiService
 from cloudd.db.base import Scope
 from cloudd.db.connector import DatabaseNotReadyError, DBConnector
 from cloudd.jobs.runner import JobRunner
+from cloudd.orchestration.context import make_services
 from cloudd.settings import Settings
 from cloudd.util.sealing import Sealer, SecretsKeyError
 from cloudd.web.accesslog import access_log_line
@@ -77,11 +78,13 @@ class CloudManager(MultiService):
         self.on_fatal = on_fatal
         self.settings = Settings()
         self.registry = Registry.scan(cloudd.api)
-        self.api = ApiService(db, self.registry, self.settings, reactor, ms_uuid)
         self.cpu_pool = ThreadPool(1, 4, name="cloudd-cpu")
-        self.api.blocking = self._blocking
+        # Wired bottom-up, each through its constructor: the orchestration services, the job runner
+        # that runs their work, then the API that calls both.
+        self.orchestration = make_services(db, reactor, self.settings, blocking=self._blocking)
+        self.jobs = JobRunner(self.orchestration, ms_uuid)
+        self.api = ApiService(self.orchestration, self.registry, ms_uuid, jobs=self.jobs, blocking=self._blocking)
         self.auth = Authenticator(self.api, reactor, self.cpu_pool)
-        self.jobs = JobRunner(self.api, ms_uuid)
         self.ready: Deferred[None] = Deferred()
         self._system_user_id: int | None = None
 

@@ -16,6 +16,7 @@ from cloudd.api.views import account_view
 from cloudd.db.accounts import Account
 from cloudd.db.base import NotFound
 from cloudd.db.roles import Role
+from cloudd.orchestration.context import JobContext
 from cloudd.util.passwords import hash_password
 
 P = Param
@@ -24,14 +25,14 @@ SUCCESS = doc("success", *SUCCESS_FIELDS)
 ACCOUNT_TYPE_HELP = "Type of the account. Specify 0 for user, 1 for root admin, and 2 for domain admin"
 
 
-async def view(ctx: CallContext, account: Account) -> dict[str, object]:
-    users = await ctx.api.db.accounts.users_of_accounts([account.id])
+async def view(ctx: CallContext | JobContext, account: Account) -> dict[str, object]:
+    users = await ctx.db.accounts.users_of_accounts([account.id])
     return account_view(account, users.get(account.id, []))
 
 
 async def resolve_role(ctx: CallContext) -> Role:
     """The role of a new account from `roleid` and/or `accounttype`; never above the caller's."""
-    db = ctx.api.db
+    db = ctx.db
     role = None
     if ctx.get("roleid") is not None:
         try:
@@ -105,7 +106,7 @@ async def create_account(ctx: CallContext) -> Result:
     check_name("Username", ctx.get("username"))
     check_password_value(ctx, ctx.get("password"))
     role = await resolve_role(ctx)
-    domain = await domain_param(ctx) or await ctx.api.db.domains.get(ctx.caller.account.domain_id)
+    domain = await domain_param(ctx) or await ctx.db.domains.get(ctx.caller.account.domain_id)
     if domain.state != "Active":
         raise invalid_value(f"The domain {domain.name} is being deleted")
     name = ctx.get("account") or ctx.get("username")
@@ -113,13 +114,13 @@ async def create_account(ctx: CallContext) -> Result:
         if custom is not None and not is_uuid(custom):
             raise invalid_value(f"{label} must be a lower-case UUID")
     pw_hash = await ctx.api.blocking(hash_password, ctx.get("password"))
-    account = await ctx.api.db.accounts.create_account(
+    account = await ctx.db.accounts.create_account(
         name=name, account_type=ACCOUNT_TYPE_FOR_ROLE[role.role_type], role_id=role.id, domain_id=domain.id,
         network_domain=ctx.get("networkdomain"), account_uuid=ctx.get("accountid"), username=ctx.get("username"),
         password_hash=pw_hash, firstname=ctx.get("firstname"), lastname=ctx.get("lastname"),
         email=ctx.get("email"), timezone=ctx.get("timezone"), user_uuid=ctx.get("userid"))
-    ctx.extras["event"] = EventInfo(f"Account Name: {account.name}, Domain Id: {domain.uuid}", "Account",
-                                    account.uuid, account.name, account)
+    ctx.announce(EventInfo(f"Account Name: {account.name}, Domain Id: {domain.uuid}", "Account",
+                                    account.uuid, account.name, account))
     return ObjectResult("account", await view(ctx, account))
 
 
@@ -135,10 +136,10 @@ async def create_account(ctx: CallContext) -> Result:
                  P("details", "list", "comma separated list of account details requested")])
 async def list_accounts(ctx: CallContext) -> Result:
     scope = await access.owner_scope(ctx)
-    total, accounts = await ctx.api.db.accounts.list_accounts(
+    total, accounts = await ctx.db.accounts.list_accounts(
         scope, uuid=ctx.get("id"), name=ctx.get("name"), account_type=ctx.get("accounttype"),
         state=ctx.get("state"), keyword=ctx.get("keyword"), page=page_of(ctx))
-    users = await ctx.api.db.accounts.users_of_accounts([a.id for a in accounts])
+    users = await ctx.db.accounts.users_of_accounts([a.id for a in accounts])
     return ListResult("account", [account_view(a, users.get(a.id, [])) for a in accounts], total)
 
 
@@ -177,11 +178,11 @@ async def update_account(ctx: CallContext) -> Result:
         role_id = role.id
     if ctx.get("newname") is not None:
         check_name("Account name", ctx.get("newname"))
-    updated = await ctx.api.db.accounts.update_account(account, name=ctx.get("newname"),
+    updated = await ctx.db.accounts.update_account(account, name=ctx.get("newname"),
                                                        network_domain=ctx.get("networkdomain"), role_id=role_id)
-    ctx.api.identity_changed()
-    ctx.extras["event"] = EventInfo(f"Account Id: {account.uuid}, Account Name: {updated.name}", "Account",
-                                    account.uuid, updated.name, updated)
+    ctx.identity_changed()
+    ctx.announce(EventInfo(f"Account Id: {account.uuid}, Account Name: {updated.name}", "Account",
+                                    account.uuid, updated.name, updated))
     return ObjectResult("account", await view(ctx, updated))
 
 
@@ -195,16 +196,16 @@ async def _changeable(ctx: CallContext) -> Account:
     return account
 
 
-async def _set_state(ctx: CallContext, account: Account, state: str) -> Account:
-    updated = await ctx.api.db.accounts.set_account_state(account.id, state)
-    ctx.api.identity_changed()
-    ctx.extras["event"] = EventInfo(f"Account Id: {account.uuid}, Account Name: {account.name}, State: {state}",
-                                    "Account", account.uuid, account.name, account)
+async def _set_state(ctx: CallContext | JobContext, account: Account, state: str) -> Account:
+    updated = await ctx.db.accounts.set_account_state(account.id, state)
+    ctx.identity_changed()
+    ctx.announce(EventInfo(f"Account Id: {account.uuid}, Account Name: {account.name}, State: {state}",
+                                    "Account", account.uuid, account.name, account))
     return updated
 
 
-async def _disable_job(ctx: CallContext, prepared: Prepared) -> Result:
-    account = await ctx.api.db.accounts.get_account_by_uuid(prepared.instance_uuid or "")
+async def _disable_job(ctx: JobContext, prepared: Prepared) -> Result:
+    account = await ctx.db.accounts.get_account_by_uuid(prepared.instance_uuid or "")
     updated = await _set_state(ctx, account, "locked" if prepared.state["lock"] else "disabled")
     return ObjectResult("account", await view(ctx, updated))
 
@@ -238,12 +239,12 @@ async def lock_account(ctx: CallContext) -> Result:
     return ObjectResult("account", await view(ctx, await _set_state(ctx, account, "locked")))
 
 
-async def _delete_job(ctx: CallContext, prepared: Prepared) -> Result:
-    account = await ctx.api.db.accounts.get_account_by_uuid(prepared.instance_uuid or "")
-    await ctx.api.db.accounts.remove_account(account.id)
-    ctx.api.identity_changed()
-    ctx.extras["event"] = EventInfo(f"Account Id: {account.uuid}, Account Name: {account.name}", "Account",
-                                    account.uuid, account.name, account)
+async def _delete_job(ctx: JobContext, prepared: Prepared) -> Result:
+    account = await ctx.db.accounts.get_account_by_uuid(prepared.instance_uuid or "")
+    await ctx.db.accounts.remove_account(account.id)
+    ctx.identity_changed()
+    ctx.announce(EventInfo(f"Account Id: {account.uuid}, Account Name: {account.name}", "Account",
+                                    account.uuid, account.name, account))
     return SuccessResult()
 
 

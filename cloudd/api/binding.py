@@ -43,6 +43,12 @@ def _bad_uuid(cmd: Command, value: str, p: Param) -> Exception:
         "incorrect parameter annotation for the field in api cmd class.")
 
 
+def bad_entity(cmd: Command, value: str, p: Param) -> Exception:
+    """An entity parameter naming nothing the caller may see: the same text as a malformed UUID, so it
+    does not tell whether the entity exists."""
+    return _bad_uuid(cmd, value, p)
+
+
 def parse_date(value: str, with_time: bool, end_of_day: bool = False) -> float | None:
     """Epoch seconds of `yyyy-MM-dd` (or `yyyy-MM-dd HH:mm:ss` when allowed); a bare end date means
     the last second of that day."""

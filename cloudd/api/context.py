@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from cloudd.api.registry import ADMIN, DOMAIN_ADMIN, RESOURCE_ADMIN, USER
 from cloudd.db.accounts import Account, User
+from cloudd.orchestration.context import Actor
 
 if TYPE_CHECKING:
     from cloudd.api.registry import Command
-    from cloudd.api.service import ApiService
+    from cloudd.api.service import ApiService, EventInfo
+    from cloudd.db.connector import DBConnector
+    from cloudd.orchestration.context import Services
 
 # privilege order of role types: a caller may act on targets of lower rank (CVE-2025-47713)
 RANK = {ADMIN: 4, RESOURCE_ADMIN: 3, DOMAIN_ADMIN: 2, USER: 1}
@@ -67,3 +70,23 @@ class CallContext:
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.params.get(name, default)
+
+    @property
+    def db(self) -> DBConnector:
+        return self.api.db
+
+    def identity_changed(self) -> None:
+        self.api.identity_changed()
+
+    def announce(self, info: EventInfo) -> None:
+        """The text of the event the command completes with."""
+        self.extras["event"] = info
+
+    @property
+    def services(self) -> Services:
+        """The orchestration services (the work behind commands)."""
+        return self.api.services
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.caller.user.id, self.caller.account.id, self.caller.account.domain_id)

@@ -11,12 +11,14 @@ from cloudd.api.fields import DOMAIN_FIELDS, SUCCESS_FIELDS, doc
 from cloudd.api.paging import page_of
 from cloudd.api.registry import ADMINS, ROOT, Param, command
 from cloudd.api.results import ListResult, ObjectResult, Prepared, Result, SuccessResult
-from cloudd.api.service import ApiService, EventInfo
+from cloudd.api.service import EventInfo
 from cloudd.api.views import domain_view
 from cloudd.db.base import NotFound
+from cloudd.db.connector import DBConnector
 from cloudd.db.domains import Domain
 from cloudd.db.jobs import Job
 from cloudd.jobs.recovery import recovers
+from cloudd.orchestration.context import JobContext, Services
 
 P = Param
 DOMAIN = doc("domain", *DOMAIN_FIELDS)
@@ -37,15 +39,15 @@ def _check_name(name: str) -> None:
 async def create_domain(ctx: CallContext) -> Result:
     name = ctx.get("name")
     _check_name(name)
-    parent = await domain_param(ctx, "parentdomainid") or await ctx.api.db.domains.get_by_path("/")
+    parent = await domain_param(ctx, "parentdomainid") or await ctx.db.domains.get_by_path("/")
     if not access.can_see_domain(ctx.caller, parent):
         raise permission_denied(f"Account {ctx.caller.account.name} does not have permission on domain {parent.name}")
     custom = ctx.get("domainid")
     if custom is not None and not is_uuid(custom):
         raise invalid_value("domainid must be a lower-case UUID")
-    domain = await ctx.api.db.domains.create(name, parent, ctx.get("networkdomain"), custom)
-    ctx.extras["event"] = EventInfo(f"Domain Name: {domain.name}, Parent Domain: {parent.name}", "Domain",
-                                    domain.uuid, domain.name)
+    domain = await ctx.db.domains.create(name, parent, ctx.get("networkdomain"), custom)
+    ctx.announce(EventInfo(f"Domain Name: {domain.name}, Parent Domain: {parent.name}", "Domain",
+                                    domain.uuid, domain.name))
     return ObjectResult("domain", domain_view(domain))
 
 
@@ -71,7 +73,7 @@ async def list_domains(ctx: CallContext) -> Result:
     if domain_id is None and not ctx.get("listall") and ctx.get("name") is None and ctx.get("level") is None \
             and not ctx.get("keyword"):
         exact = caller.account.domain_id
-    total, items = await ctx.api.db.domains.search(subtree=subtree, exact_id=exact, name=ctx.get("name"),
+    total, items = await ctx.db.domains.search(subtree=subtree, exact_id=exact, name=ctx.get("name"),
                                                  keyword=ctx.get("keyword"), level=ctx.get("level"),
                                                  page=page_of(ctx))
     return ListResult("domain", [domain_view(d) for d in items], total)
@@ -79,7 +81,7 @@ async def list_domains(ctx: CallContext) -> Result:
 
 async def _visible_or_none(ctx: CallContext, uuid: str) -> Domain | None:
     try:
-        domain = await ctx.api.db.domains.get_by_uuid(uuid)
+        domain = await ctx.db.domains.get_by_uuid(uuid)
     except NotFound:
         return None
     return domain if access.can_see_domain(ctx.caller, domain) else None
@@ -96,9 +98,9 @@ async def _visible_or_none(ctx: CallContext, uuid: str) -> Domain | None:
 async def list_domain_children(ctx: CallContext) -> Result:
     parent = await domain_param(ctx, "id")
     if parent is None:
-        parent = await ctx.api.db.domains.get(ctx.caller.account.domain_id)
+        parent = await ctx.db.domains.get(ctx.caller.account.domain_id)
     recursive = ctx.get("isrecursive") or ctx.get("listall")
-    total, items = await ctx.api.db.domains.search(
+    total, items = await ctx.db.domains.search(
         below=parent.path if recursive else None, parent_id=None if recursive else parent.id,
         name=ctx.get("name"), keyword=ctx.get("keyword"), page=page_of(ctx))
     return ListResult("domain", [domain_view(d) for d in items], total)
@@ -115,14 +117,14 @@ async def update_domain(ctx: CallContext) -> Result:
     assert domain is not None
     if ctx.get("name") is not None:
         _check_name(ctx.get("name"))
-    updated = await ctx.api.db.domains.update(domain, ctx.get("name"), ctx.get("networkdomain"))
-    ctx.extras["event"] = EventInfo(f"Domain Id: {domain.uuid}, Domain Name: {updated.name}", "Domain",
-                                    domain.uuid, updated.name)
+    updated = await ctx.db.domains.update(domain, ctx.get("name"), ctx.get("networkdomain"))
+    ctx.announce(EventInfo(f"Domain Id: {domain.uuid}, Domain Name: {updated.name}", "Domain",
+                                    domain.uuid, updated.name))
     return ObjectResult("domain", domain_view(updated))
 
 
-async def _delete_domain_job(ctx: CallContext, prepared: Prepared) -> Result:
-    db = ctx.api.db
+async def _delete_domain_job(ctx: JobContext, prepared: Prepared) -> Result:
+    db = ctx.db
     domain = await db.domains.get_by_uuid(prepared.instance_uuid or "")
     # Inactive while the job works: a crash leaves it to recovery, which makes it Active again.
     await db.domains.set_state(domain.id, "Inactive")
@@ -130,9 +132,9 @@ async def _delete_domain_job(ctx: CallContext, prepared: Prepared) -> Result:
         if prepared.state.get("cleanup"):
             _, children = await db.domains.search(below=domain.path)
             for child in sorted(children, key=lambda d: -d.level):
-                await _remove_accounts(ctx.api, child)
+                await _remove_accounts(db, child)
                 await db.domains.remove(child.id)
-            await _remove_accounts(ctx.api, domain)
+            await _remove_accounts(db, domain)
         else:
             if domain.has_child or await db.accounts.count_accounts_in_subtree(domain.path):
                 raise in_use(f"Can't delete the domain yet because it has accounts and/or child domains: "
@@ -141,15 +143,15 @@ async def _delete_domain_job(ctx: CallContext, prepared: Prepared) -> Result:
     except BaseException:
         await db.domains.set_state(domain.id, "Active")
         raise
-    ctx.api.identity_changed()
-    ctx.extras["event"] = EventInfo(f"Domain Id: {domain.uuid}, Domain Name: {domain.name}", "Domain",
-                                    domain.uuid, domain.name)
+    ctx.identity_changed()
+    ctx.announce(EventInfo(f"Domain Id: {domain.uuid}, Domain Name: {domain.name}", "Domain",
+                                    domain.uuid, domain.name))
     return SuccessResult()
 
 
-async def _remove_accounts(api: ApiService, domain: Domain) -> None:
-    for account_id in await api.db.accounts.account_ids_in_domain(domain.id):
-        await api.db.accounts.remove_account(account_id)
+async def _remove_accounts(db: DBConnector, domain: Domain) -> None:
+    for account_id in await db.accounts.account_ids_in_domain(domain.id):
+        await db.accounts.remove_account(account_id)
 
 
 @command("deleteDomain", description="Deletes a specified domain", roles=ROOT, response=doc("success", *SUCCESS_FIELDS),
@@ -166,18 +168,18 @@ async def delete_domain(ctx: CallContext) -> Prepared:
     if domain.path == ctx.caller.domain_path:
         raise permission_denied("A domain admin can not delete its own domain")
     if not ctx.get("cleanup") and (
-            domain.has_child or await ctx.api.db.accounts.count_accounts_in_subtree(domain.path)):
+            domain.has_child or await ctx.db.accounts.count_accounts_in_subtree(domain.path)):
         raise in_use(f"Can't delete the domain yet because it has accounts and/or child domains: {domain.name}")
     return Prepared("Domain", domain.uuid, f"Domain:{domain.id}",
                     state={"cleanup": bool(ctx.get("cleanup")), "resource_name": domain.name})
 
 
 @recovers("Domain")
-async def _recover_domain(api: ApiService, job: Job) -> None:
+async def _recover_domain(services: Services, job: Job) -> None:
     try:
-        domain = await api.db.domains.get_by_uuid(job.instance_uuid or "")
+        domain = await services.db.domains.get_by_uuid(job.instance_uuid or "")
     except NotFound:
         return
     if domain.state != "Active":
-        await api.db.domains.set_state(domain.id, "Active")
+        await services.db.domains.set_state(domain.id, "Active")
 

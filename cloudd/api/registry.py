@@ -12,11 +12,15 @@ import pkgutil
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+from cloudd.api.entities import Entity
 
 if TYPE_CHECKING:
     from cloudd.api.context import CallContext
+    from cloudd.api.objects import ResponseObject
     from cloudd.api.results import Prepared, Result
+    from cloudd.orchestration.context import JobContext
 
 ADMIN, RESOURCE_ADMIN, DOMAIN_ADMIN, USER = "Admin", "ResourceAdmin", "DomainAdmin", "User"
 ROLE_TYPES = (ADMIN, RESOURCE_ADMIN, DOMAIN_ADMIN, USER)
@@ -29,17 +33,31 @@ INFRA = frozenset({ADMIN, RESOURCE_ADMIN})  # 3
 
 @dataclass(frozen=True)
 class Param:
+    """A declared parameter. `type` may be an `Entity` (`Param("zoneid", ZONE)`): the value is then a
+    UUID the binder resolves to the object (a "list" of them with `element=ENTITY`)."""
+
     name: str
-    type: str = "string"
+    type: Any = "string"
     description: str = ""
     required: bool = False
     length: int = 255
     since: str | None = None
     related: str | None = None
-    element: str = "string"
+    element: Any = "string"
     secret: bool = False
     field: str | None = None
     with_time: bool = False  # dates that also accept "yyyy-MM-dd HH:mm:ss"
+    entity: Entity | None = None
+    # an entity parameter that also accepts "-1" (all zones, for example) and passes it through
+    accept_all: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.type, Entity):
+            object.__setattr__(self, "entity", self.type)
+            object.__setattr__(self, "type", "uuid")
+        if isinstance(self.element, Entity):
+            object.__setattr__(self, "entity", self.element)
+            object.__setattr__(self, "element", "uuid")
 
     @property
     def java_field(self) -> str:
@@ -62,7 +80,8 @@ class ResponseDoc:
 
 Handler = Callable[["CallContext"], Awaitable["Result"]]
 PrepareHandler = Callable[["CallContext"], Awaitable["Prepared"]]
-JobHandler = Callable[["CallContext", "Prepared"], Awaitable["Result"]]
+# the body of an async command's job: runs with a job context, never an API caller
+JobHandler = Callable[["JobContext", "Prepared"], Awaitable["Result"]]
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,8 @@ class Command:
     is_async: bool = False
     creates: bool = False
     run: JobHandler | None = None
+    # the declaration that renders the response (new commands); `response` documents it
+    response_object: ResponseObject | None = None
     since: str | None = None
     response_name_override: str | None = None
     java_class: str = ""
@@ -116,7 +137,7 @@ def command(
     description: str,
     params: Iterable[Param] = (),
     roles: frozenset[str] = ALL,
-    response: ResponseDoc | None = None,
+    response: ResponseDoc | ResponseObject | None = None,
     event: str | None = None,
     is_async: bool = False,
     creates: bool = False,
@@ -137,9 +158,13 @@ def command(
     if listing:
         all_params += LIST_PARAMS
 
+    response_object = None if response is None or isinstance(response, ResponseDoc) else response
+    response_doc = response_object.doc() if response_object is not None else cast(ResponseDoc | None, response)
+
     def wrap(fn: Callable[[CallContext], Awaitable[Any]]) -> Command:
         cmd = Command(
-            name=name, description=description, params=all_params, roles=roles, handler=fn, response=response,
+            name=name, description=description, params=all_params, roles=roles, handler=fn,
+            response=response_doc, response_object=response_object,
             event=event, is_async=is_async, creates=creates, run=run, since=since,
             response_name_override=response_name, java_class=java_class or f"org.cloudd.api.{name}Cmd",
             post_only=post_only, authenticator=authenticator,

@@ -22,6 +22,7 @@ from cloudd.api.service import EventInfo
 from cloudd.api.views import user_view
 from cloudd.db.accounts import User
 from cloudd.db.base import NotFound
+from cloudd.orchestration.context import JobContext
 from cloudd.util.passwords import check_password, hash_password, new_api_key
 
 P = Param
@@ -55,10 +56,10 @@ async def create_user(ctx: CallContext) -> Result:
     if custom is not None and not is_uuid(custom):
         raise invalid_value("userid must be a lower-case UUID")
     pw_hash = await ctx.api.blocking(hash_password, ctx.get("password"))
-    user = await ctx.api.db.accounts.create_user(
+    user = await ctx.db.accounts.create_user(
         account, username=ctx.get("username"), password_hash=pw_hash, firstname=ctx.get("firstname"),
         lastname=ctx.get("lastname"), email=ctx.get("email"), timezone=ctx.get("timezone"), uuid=custom)
-    ctx.extras["event"] = _event(user, f", Account: {account.name}")
+    ctx.announce(_event(user, f", Account: {account.name}"))
     return ObjectResult("user", user_view(user))
 
 
@@ -74,13 +75,13 @@ async def list_users(ctx: CallContext) -> Result:
     account_id = None
     if ctx.get("accountid") is not None:
         try:
-            account = await ctx.api.db.accounts.get_account_by_uuid(ctx.get("accountid"))
+            account = await ctx.db.accounts.get_account_by_uuid(ctx.get("accountid"))
         except NotFound:
             return ListResult("user", [], 0)
         if not access.can_see_account(ctx.caller, account):
             return ListResult("user", [], 0)
         account_id = account.id
-    total, users = await ctx.api.db.accounts.list_users(
+    total, users = await ctx.db.accounts.list_users(
         scope, uuid=ctx.get("id"), username=ctx.get("username"), account_id=account_id,
         account_type=ctx.get("accounttype"), state=ctx.get("state"), keyword=ctx.get("keyword"),
         page=page_of(ctx))
@@ -116,7 +117,7 @@ async def update_user(ctx: CallContext) -> Result:
         check_password_value(ctx, password)
         if user.id == ctx.caller.user.id and not ctx.caller.is_root_admin:
             current = ctx.get("currentpassword")
-            stored = await ctx.api.db.accounts.password_hash(user.id)
+            stored = await ctx.db.accounts.password_hash(user.id)
             if not current or not await ctx.api.blocking(check_password, current, stored):
                 raise invalid_value("Current password is incorrect")
         values["password_hash"] = await ctx.api.blocking(hash_password, password)
@@ -127,9 +128,9 @@ async def update_user(ctx: CallContext) -> Result:
         if not ctx.caller.is_admin:
             raise permission_denied("Only administrators may set user keys")
         values["api_key"], values["secret_key"] = api_key, secret
-    updated = await ctx.api.db.accounts.update_user(user, values)
-    ctx.api.identity_changed()
-    ctx.extras["event"] = _event(updated, "")
+    updated = await ctx.db.accounts.update_user(user, values)
+    ctx.identity_changed()
+    ctx.announce(_event(updated, ""))
     return ObjectResult("user", user_view(updated))
 
 
@@ -143,15 +144,15 @@ async def _changeable(ctx: CallContext) -> User:
     return user
 
 
-async def _set_state(ctx: CallContext, user: User, state: str) -> User:
-    updated = await ctx.api.db.accounts.set_user_state(user.id, state)
-    ctx.api.identity_changed()
-    ctx.extras["event"] = _event(user, f", State: {state}")
+async def _set_state(ctx: CallContext | JobContext, user: User, state: str) -> User:
+    updated = await ctx.db.accounts.set_user_state(user.id, state)
+    ctx.identity_changed()
+    ctx.announce(_event(user, f", State: {state}"))
     return updated
 
 
-async def _disable_job(ctx: CallContext, prepared: Prepared) -> Result:
-    user = await ctx.api.db.accounts.get_user_by_uuid(prepared.instance_uuid or "")
+async def _disable_job(ctx: JobContext, prepared: Prepared) -> Result:
+    user = await ctx.db.accounts.get_user_by_uuid(prepared.instance_uuid or "")
     return ObjectResult("user", user_view(await _set_state(ctx, user, "disabled")))
 
 
@@ -184,9 +185,9 @@ async def lock_user(ctx: CallContext) -> Result:
          params=[P("id", "uuid", "id of the user to be deleted", required=True, related="listUsers")])
 async def delete_user(ctx: CallContext) -> Result:
     user = await _changeable(ctx)
-    await ctx.api.db.accounts.remove_user(user)
-    ctx.api.identity_changed()
-    ctx.extras["event"] = _event(user, "")
+    await ctx.db.accounts.remove_user(user)
+    ctx.identity_changed()
+    ctx.announce(_event(user, ""))
     return SuccessResult()
 
 
@@ -194,7 +195,7 @@ async def delete_user(ctx: CallContext) -> Result:
          params=[P("userapikey", description="API key of the user", required=True)])
 async def get_user(ctx: CallContext) -> Result:
     try:
-        user = await ctx.api.db.accounts.get_user_by_api_key(ctx.get("userapikey"))
+        user = await ctx.db.accounts.get_user_by_api_key(ctx.get("userapikey"))
     except NotFound:
         user = None
     if user is None or not access.can_see_account(ctx.caller, user.account):
@@ -217,9 +218,9 @@ async def _keys_target(ctx: CallContext) -> User:
 async def register_user_keys(ctx: CallContext) -> Result:
     user = await _keys_target(ctx)
     api_key, secret = new_api_key(), new_api_key()
-    await ctx.api.db.accounts.update_user(user, {"api_key": api_key, "secret_key": secret})
-    ctx.api.identity_changed()
-    ctx.extras["event"] = _event(user, "")
+    await ctx.db.accounts.update_user(user, {"api_key": api_key, "secret_key": secret})
+    ctx.identity_changed()
+    ctx.announce(_event(user, ""))
     return ObjectResult("userkeys", {"apikey": api_key, "secretkey": secret})
 
 
@@ -230,5 +231,5 @@ async def get_user_keys(ctx: CallContext) -> Result:
     user = await _keys_target(ctx)
     if user.api_key is None:
         return ObjectResult("userkeys", {})
-    creds = await ctx.api.db.accounts.credentials_by_api_key(user.api_key)
+    creds = await ctx.db.accounts.credentials_by_api_key(user.api_key)
     return ObjectResult("userkeys", {"apikey": user.api_key, "secretkey": creds.secret_key})

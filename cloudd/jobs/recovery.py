@@ -1,6 +1,7 @@
 """Hooks that return a resource to a stable state after its job died with its process.
 
-Each hook is registered for a job's instance type by the API module that owns the resource.
+Each hook is registered for a job's instance type (declared with the job kind, next to the work it
+recovers) and receives the services, never an API caller.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cloudd.api.service import ApiService
     from cloudd.db.jobs import Job
+    from cloudd.orchestration.context import Services
 
-Hook = Callable[["ApiService", "Job"], Awaitable[None]]
+Hook = Callable[["Services", "Job"], Awaitable[None]]
 HOOKS: dict[str, Hook] = {}
 
 
@@ -24,9 +25,9 @@ def recovers(instance_type: str) -> Callable[[Hook], Hook]:
     return wrap
 
 
-async def recover(api: ApiService, job: Job) -> None:
+async def recover(services: Services, job: Job) -> None:
     if job.instance_type is None:
         return
     hook = HOOKS.get(job.instance_type)
     if hook is not None:
-        await hook(api, job)
+        await hook(services, job)

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import socket
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from twisted.application.internet import TimerService
@@ -37,12 +38,10 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cloudd.api.context import CallContext
-from cloudd.api.errors import ApiError, internal
-from cloudd.api.results import Prepared, Result, job_result_of
-from cloudd.api.service import ApiService, EventInfo
 from cloudd.db.jobs import FAILED, SUCCEEDED, Job
+from cloudd.errors import CloudError, internal, to_cloud_error
 from cloudd.jobs import recovery
+from cloudd.orchestration.context import Actor, EventInfo, JobContext, Services
 
 if TYPE_CHECKING:
     from cloudd.db.jobs import MsHost
@@ -58,6 +57,33 @@ FENCED_REFUSAL = "this management server has lost its database connection and st
 SYNC_POLL_SECONDS = 0.5
 
 
+# a job body: the work, run with the job's context; its result is the `jobresult` object
+Body = Callable[[JobContext], Coroutine[Any, Any, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a job is: stored (command, its redacted parameters, what it acts on), announced (events)
+    and run (its body, with the parameters in memory, secrets included)."""
+
+    command: str
+    cmd_class: str
+    cmd_info: str
+    actor: Actor
+    body: Body
+    params: dict[str, Any] = field(default_factory=dict)
+    event: str | None = None
+    instance_type: str | None = None
+    instance_uuid: str | None = None
+    sync_object: str | None = None
+    resource_name: str | None = None
+    # the account (id, domain id) the resource belongs to, when not the actor's
+    owner: tuple[int, int] | None = None
+
+    def event_info(self, text: str) -> EventInfo:
+        return EventInfo(text, self.instance_type, self.instance_uuid, self.resource_name, self.owner)
+
+
 @dataclass
 class HeldJob:
     """A job this process has accepted and not yet finished in the database."""
@@ -65,7 +91,7 @@ class HeldJob:
     job: Job
     # the database's time when the body started, None while waiting for its object
     started: int | None = None
-    body: Deferred[Result] | None = None
+    body: Deferred[dict[str, Any]] | None = None
     # why the runner ended it (fencing, the cancel threshold), None while it may run
     reason: str | None = None
     # its run ended but the database never recorded the end
@@ -75,9 +101,12 @@ class HeldJob:
 class JobRunner(MultiService):
     log = Logger()
 
-    def __init__(self, api: ApiService, ms_uuid: str, name: str | None = None) -> None:
+    def __init__(self, services: Services, ms_uuid: str, name: str | None = None) -> None:
         super().__init__()
-        self.api = api
+        self.orchestration = services
+        self.db = services.db
+        self.settings = services.settings
+        self.clock = services.clock
         self.ms_uuid = ms_uuid
         self.ms_name = name or socket.gethostname()
         self.mshost: MsHost | None = None
@@ -92,33 +121,32 @@ class JobRunner(MultiService):
         self.last_beat: int | None = None
         self._interval = 1.5
         self._beating: Deferred[None] | None = None
-        api.jobs = self
 
     def _threshold(self) -> float:
-        return self.api.settings.int("cluster.heartbeat.threshold") / 1000.0
+        return self.settings.int("cluster.heartbeat.threshold") / 1000.0
 
     async def prepare(self, runid: str) -> list[Job]:
         """Register this server and fail orphaned jobs; called before the API listens."""
-        db = self.api.db
+        db = self.db
         self.mshost = await db.jobs.register_mshost(self.ms_uuid, self.ms_name, runid)
         orphans = await db.jobs.fail_orphans(self.mshost.id, int(self._threshold()), RESTART_TEXT)
         for job in orphans:
             self.log.warn("failed orphaned job {job} ({command})", job=job.uuid, command=job.command)
             await self._recover(job)
-        self._interval = max(self.api.settings.int("cluster.heartbeat.interval") / 1000.0, 0.1)
+        self._interval = max(self.settings.int("cluster.heartbeat.interval") / 1000.0, 0.1)
         heartbeat = TimerService(self._interval, self._heartbeat)
-        heartbeat.clock = self.api.clock
+        heartbeat.clock = self.clock
         heartbeat.setName("heartbeat")
         heartbeat.setServiceParent(self)
         gc = TimerService(60, self._gc)
-        gc.clock = self.api.clock
+        gc.clock = self.clock
         gc.setName("job-gc")
         gc.setServiceParent(self)
         return orphans
 
     async def _recover(self, job: Job) -> None:
         try:
-            await recovery.recover(self.api, job)
+            await recovery.recover(self.orchestration, job)
         except Exception:
             self.log.failure("while returning the resources of job {job} to a stable state", job=job.uuid)
 
@@ -160,7 +188,7 @@ class JobRunner(MultiService):
             was_fenced = self.fenced
             if was_fenced or any(h.finished for h in self.held.values()):
                 await self._fail_held(everything=was_fenced)
-            db_now = await self.api.db.jobs.heartbeat(self.mshost.id)
+            db_now = await self.db.jobs.heartbeat(self.mshost.id)
             self.silent = 0.0
             gap = db_now - self.last_beat if self.last_beat is not None else 0
             self.last_beat = db_now
@@ -180,7 +208,7 @@ class JobRunner(MultiService):
                     self._end(held, FENCED_TEXT)
                 await self._fail_held(everything=True)
             self._cancel_overdue(db_now)
-            for job in await self.api.db.jobs.fail_orphans(self.mshost.id, int(self._threshold()), PEER_TEXT,
+            for job in await self.db.jobs.fail_orphans(self.mshost.id, int(self._threshold()), PEER_TEXT,
                                                             include_own=False):
                 self.log.warn("failed job {job} ({command}) of a management server that stopped heart-beating",
                               job=job.uuid, command=job.command)
@@ -199,8 +227,8 @@ class JobRunner(MultiService):
                 self._end(held, FENCED_TEXT)
         fenced = [h.job.id for h in chosen if h.reason == FENCED_TEXT]
         lost = [h.job.id for h in chosen if h.reason != FENCED_TEXT]
-        failed = set(await self.api.db.jobs.fail_jobs(fenced, FENCED_TEXT))
-        failed.update(await self.api.db.jobs.fail_jobs(lost, LOST_TEXT))
+        failed = set(await self.db.jobs.fail_jobs(fenced, FENCED_TEXT))
+        failed.update(await self.db.jobs.fail_jobs(lost, LOST_TEXT))
         for held in chosen:
             if held.finished:
                 del self.held[held.job.id]
@@ -213,7 +241,7 @@ class JobRunner(MultiService):
                               job=held.job.uuid, command=held.job.command)
 
     def _cancel_overdue(self, db_now: int) -> None:
-        minutes = self.api.settings.int("job.cancel.threshold.minutes")
+        minutes = self.settings.int("job.cancel.threshold.minutes")
         if minutes <= 0:
             return
         overdue = [h for h in self.held.values() if h.reason is None and h.started is not None
@@ -226,11 +254,11 @@ class JobRunner(MultiService):
                 self._end(held, CANCEL_TEXT)
 
     def _gc(self) -> Deferred[None]:
-        cutoff = int(self.api.clock.seconds() - self.api.settings.int("job.expire.minutes") * 60)
+        cutoff = int(self.clock.seconds() - self.settings.int("job.expire.minutes") * 60)
         async def clean() -> None:
             try:
-                await self.api.db.jobs.expunge_older_than(cutoff)
-                await self.api.db.sessions.expire()
+                await self.db.jobs.expunge_older_than(cutoff)
+                await self.db.sessions.expire()
             except sa.exc.DBAPIError as exc:
                 self.log.warn("job and session clean-up failed: the database is unreachable ({error})",
                               error=type(exc.orig).__name__)
@@ -249,7 +277,7 @@ class JobRunner(MultiService):
         if self._running:
             await gatherResults(list(self._running), consumeErrors=True)
         if self.mshost is not None:
-            await self.api.db.jobs.mark_down(self.mshost.id)
+            await self.db.jobs.mark_down(self.mshost.id)
 
     def _lock(self, key: str) -> DeferredLock:
         lock = self._locks.get(key)
@@ -257,23 +285,23 @@ class JobRunner(MultiService):
             lock = self._locks[key] = DeferredLock()
         return lock
 
-    async def submit(self, ctx: CallContext, prepared: Prepared) -> str:
+    async def submit(self, spec: JobSpec) -> str:
         """Store the job, record its Scheduled event, start it; returns the job id."""
-        assert self.mshost is not None and ctx.command.run is not None
+        assert self.mshost is not None
         if self.fenced:
             raise internal(FENCED_REFUSAL)
-        cmd = ctx.command
-        caller = ctx.caller
-        job = await self.api.db.jobs.create(
-            user_id=caller.user.id, account_id=caller.account.id, domain_id=caller.account.domain_id,
-            command=cmd.name, cmd=cmd.java_class, cmd_info=self.api.cmd_info(cmd, ctx.params),
-            instance_type=prepared.instance_type, instance_uuid=prepared.instance_uuid,
-            sync_object=prepared.sync_object, msid=self.mshost.id)
-        ctx.job_uuid = job.uuid
+        actor = spec.actor
+        owner_account, owner_domain = spec.owner or (actor.account_id, actor.domain_id)
+        job = await self.db.jobs.create(
+            user_id=actor.user_id, account_id=actor.account_id, domain_id=actor.domain_id,
+            command=spec.command, cmd=spec.cmd_class, cmd_info=spec.cmd_info,
+            instance_type=spec.instance_type, instance_uuid=spec.instance_uuid,
+            sync_object=spec.sync_object, msid=self.mshost.id)
         self.held[job.id] = HeldJob(job)
-        info = self._event_info(ctx, prepared, f"{cmd.name} is scheduled")
-        start_id = await self.api.record_event(caller, cmd.event, "Scheduled", info) if cmd.event else None
-        d = Deferred.fromCoroutine(self._run(ctx, prepared, job, start_id))
+        events = self.orchestration.events
+        start_id = (await events.record(actor, spec.event, "Scheduled", spec.event_info(f"{spec.command} is scheduled"))
+                    if spec.event else None)
+        d = Deferred.fromCoroutine(self._run(spec, job, start_id))
         self._running.add(d)
 
         def done(result: object) -> object:
@@ -284,7 +312,7 @@ class JobRunner(MultiService):
         def crashed(f: Failure) -> None:
             if f.check(sa.exc.DBAPIError):
                 self.log.warn("job {job} ({command}) ended but the database could not store it ({error}); it is "
-                              "failed once the database answers", job=job.uuid, command=cmd.name,
+                              "failed once the database answers", job=job.uuid, command=spec.command,
                               error=type(getattr(f.value, "orig", None)).__name__)
             else:
                 self.log.failure("job {job} crashed", f, job=job.uuid)
@@ -292,20 +320,14 @@ class JobRunner(MultiService):
         d.addErrback(crashed)
         return job.uuid
 
-    @staticmethod
-    def _event_info(ctx: CallContext, prepared: Prepared, text: str) -> EventInfo:
-        owner = prepared.state.get("event_owner")
-        return EventInfo(text, prepared.instance_type, prepared.instance_uuid,
-                         prepared.state.get("resource_name"), owner)
-
-    async def _run(self, ctx: CallContext, prepared: Prepared, job: Job, start_id: int | None) -> None:
+    async def _run(self, spec: JobSpec, job: Job, start_id: int | None) -> None:
         held = self.held[job.id]
-        key = prepared.sync_object or f"job:{job.uuid}"
+        key = spec.sync_object or f"job:{job.uuid}"
         lock = self._lock(key)
         await lock.acquire()
         stored = False
         try:
-            stored = await self._run_held(ctx, prepared, held, start_id)
+            stored = await self._run_held(spec, held, start_id)
         finally:
             if stored:
                 self.held.pop(job.id, None)
@@ -316,54 +338,46 @@ class JobRunner(MultiService):
             if not lock.locked and not lock.waiting:
                 self._locks.pop(key, None)
 
-    async def _run_held(self, ctx: CallContext, prepared: Prepared, held: HeldJob, start_id: int | None) -> bool:
+    async def _run_held(self, spec: JobSpec, held: HeldJob, start_id: int | None) -> bool:
         """Run the job and store its end; False when it was ended (fenced) before it started."""
-        cmd = ctx.command
         job = held.job
-        assert cmd.run is not None
-        if prepared.sync_object is not None:
+        events = self.orchestration.events
+        if spec.sync_object is not None:
             # another management server may hold the same object: wait for its earlier jobs
-            while held.reason is None and await self.api.db.jobs.waiting_behind(job.id, prepared.sync_object):
-                await deferLater(self.api.clock, SYNC_POLL_SECONDS)
+            while held.reason is None and await self.db.jobs.waiting_behind(job.id, spec.sync_object):
+                await deferLater(self.clock, SYNC_POLL_SECONDS)
         if held.reason is not None:
             # fenced before it could start: failed when the database is back, by this server or a peer
             return False
-        held.started = await self.api.db.jobs.db_time()
-        if cmd.event:
-            await self.api.record_event(ctx.caller, cmd.event, "Started",
-                                        self._event_info(ctx, prepared, f"{cmd.name} has started"),
-                                        start_id=start_id)
-        run = cmd.run
-
-        async def run_body() -> Result:
-            return await run(ctx, prepared)
+        held.started = await self.db.jobs.db_time()
+        if spec.event:
+            await events.record(spec.actor, spec.event, "Started", spec.event_info(f"{spec.command} has started"),
+                                start_id=start_id)
+        jc = JobContext(self.orchestration, spec.actor, job.uuid, dict(spec.params))
 
         try:
-            held.body = Deferred.fromCoroutine(run_body())
+            held.body = Deferred.fromCoroutine(spec.body(jc))
             result = await held.body
         except Exception as exc:
-            err = exc if isinstance(exc, ApiError) else None
+            err = exc if isinstance(exc, CloudError) else None
             if held.reason is not None:
                 err = internal(held.reason)
             elif err is None:
-                self.log.failure("job {job} ({command}) failed", job=job.uuid, command=cmd.name)
-                err = self.api.translate(exc, None)
+                self.log.failure("job {job} ({command}) failed", job=job.uuid, command=spec.command)
+                err = to_cloud_error(exc, reveal=False)
                 err.text = str(exc) or err.text
             body = {"errorcode": err.code, "errortext": err.text}
-            ended = await self.api.db.jobs.complete(job.id, FAILED, err.code, json.dumps(body, ensure_ascii=False))
+            ended = await self.db.jobs.complete(job.id, FAILED, err.code, json.dumps(body, ensure_ascii=False))
             if ended and held.reason is not None:
                 # stopped in the middle: return what it held to a stable state, as after a crash
                 await self._recover(job)
-            if cmd.event:
-                info = self._event_info(ctx, prepared, f"Error while {cmd.name}: {err.text}")
-                await self.api.record_event(ctx.caller, cmd.event, "Completed", info, level="ERROR",
-                                            start_id=start_id)
+            if spec.event:
+                await events.record(spec.actor, spec.event, "Completed",
+                                    spec.event_info(f"Error while {spec.command}: {err.text}"), level="ERROR",
+                                    start_id=start_id)
             return True
-        await self.api.db.jobs.complete(job.id, SUCCEEDED, 0,
-                                        json.dumps(job_result_of(result), ensure_ascii=False))
-        if cmd.event:
-            done = ctx.extras.get("event")
-            info = done if isinstance(done, EventInfo) else self._event_info(
-                ctx, prepared, f"Successfully completed {cmd.name}")
-            await self.api.record_event(ctx.caller, cmd.event, "Completed", info, start_id=start_id)
+        await self.db.jobs.complete(job.id, SUCCEEDED, 0, json.dumps(result, ensure_ascii=False))
+        if spec.event:
+            info = jc.event or spec.event_info(f"Successfully completed {spec.command}")
+            await events.record(spec.actor, spec.event, "Completed", info, start_id=start_id)
         return True

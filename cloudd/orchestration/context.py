@@ -8,6 +8,7 @@ layer, the job runner and background tasks all receive the same instance. A job 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ class Actor:
     """On whose behalf work runs: the user, account and domain that events and ownership name. An API
     caller's, a job's (stored with it), or the system account's for background work."""
 
-    user_id: int | None
+    user_id: int
     account_id: int
     domain_id: int
 
@@ -52,8 +53,6 @@ class Services:
     settings: Settings
     events: Events
     alerts: Alerts
-    # the actor of background work: the built-in system account
-    system: Actor
     hypervisors: Any = None   # cloudd.hypervisor.Hypervisors
     hosts: Any = None         # cloudd.orchestration.hosts.HostManager
     storage: Any = None       # cloudd.orchestration.storage.StorageManager
@@ -63,6 +62,23 @@ class Services:
     templates: Any = None     # cloudd.orchestration.templates.TemplateManager
     # a callable running blocking or CPU-bound work off the reactor: blocking(fn, *args) -> Deferred
     blocking: Any = None
+    # called after any change to users, keys, accounts or roles (authentication and permission caches)
+    identity_listeners: list[Callable[[], None]] = field(default_factory=list)
+    _system: Actor | None = field(default=None, init=False, repr=False)
+
+    def identity_changed(self) -> None:
+        for listener in list(self.identity_listeners):
+            listener()
+
+    async def system_actor(self) -> Actor:
+        """The actor of background work: the built-in system account's default user."""
+        if self._system is None:
+            from cloudd.db.base import Scope
+
+            _, users = await self.db.accounts.list_users(Scope(), username="system")
+            user = next(u for u in users if u.is_default and u.account.name == "system")
+            self._system = Actor(user.id, user.account.id, user.account.domain_id)
+        return self._system
 
 
 @dataclass
@@ -91,3 +107,18 @@ class JobContext:
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.params.get(name, default)
+
+    def identity_changed(self) -> None:
+        self.services.identity_changed()
+
+    def announce(self, info: Any) -> None:
+        """The text of the Completed event (an EventInfo, or anything with `plain()` giving one)."""
+        self.event = info if isinstance(info, EventInfo) else info.plain()
+
+
+def make_services(db: DBConnector, clock: IReactorTime, settings: Settings, **more: Any) -> Services:
+    """Services with events and alerts over `db`; `more` gives the optional ones."""
+    from cloudd.orchestration.alerts import Alerts
+    from cloudd.orchestration.events import Events
+
+    return Services(db=db, clock=clock, settings=settings, events=Events(db), alerts=Alerts(db, clock), **more)

@@ -29,6 +29,7 @@ from cloudd.db.enginestrategy import create_engine, db_now
 from cloudd.db.jobs import PENDING, SUCCEEDED, Job
 from cloudd.jobs import recovery
 from cloudd.jobs.runner import PEER_TEXT, RESTART_TEXT, SYNC_POLL_SECONDS, JobRunner
+from cloudd.orchestration.context import JobContext
 from cloudd.web.signing import sign
 from tests.util.cloud import Cloud, Response, make_cloud
 from tests.util.daemon import CloudDaemon, HttpResult, http
@@ -53,7 +54,7 @@ class Gates:
         self.gates[name].errback(exc)
 
     def install(self, cloud: Cloud) -> None:
-        async def run(ctx: CallContext, prepared: Prepared) -> Result:
+        async def run(ctx: JobContext, prepared: Prepared) -> Result:
             name = prepared.state["gate"]
             self.started.append(name)
             answer = await self.gates[name]
@@ -259,8 +260,8 @@ class RecoveryTests(JobTestCase):
 
     def restart(self, runid: str = "run-2") -> list[Job]:
         """What a restarted management server does first, on the database the old one left."""
-        runner = JobRunner(self.cloud.api, "ms-test", "test")
-        self.cloud.jobs = runner
+        runner = JobRunner(self.cloud.api.services, "ms-test", "test")
+        self.cloud.jobs = self.cloud.api.jobs = runner
         orphans: list[Job] = self.successResultOf(Deferred.fromCoroutine(runner.prepare(runid)))
         return orphans
 

@@ -32,6 +32,7 @@ from cloudd.db.connector import DBConnector
 from cloudd.db.enginestrategy import create_engine, db_now
 from cloudd.db.jobs import PENDING
 from cloudd.jobs.runner import CANCEL_TEXT, PEER_TEXT, JobRunner
+from cloudd.orchestration.context import make_services
 from cloudd.settings import Settings
 from tests.cloudd.test_jobs import Gates
 from tests.util.db import test_db_url, wipe
@@ -152,8 +153,9 @@ class Server:
         # short waits so that an outage of a few seconds spans several attempts
         self.db.pool.backoff_start, self.db.pool.backoff_mult = 0.05, 2.0
         self.db.pool.backoff_max, self.db.pool.max_retry_time = 0.4, 3.0
-        self.api = ApiService(self.db, Registry.scan(cloudd.api), _settings(threshold_ms), clock, name)
-        self.runner = JobRunner(self.api, name, name)
+        services = make_services(self.db, clock, _settings(threshold_ms))
+        self.runner = JobRunner(services, name, name)
+        self.api = ApiService(services, Registry.scan(cloudd.api), name, jobs=self.runner)
         self.gates = Gates()
         self.gates.install(SimpleNamespace(api=self.api))  # type: ignore[arg-type]
         self.caller: Caller | None = None

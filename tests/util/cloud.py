@@ -21,6 +21,7 @@ from cloudd.api.registry import Registry
 from cloudd.api.service import ApiService
 from cloudd.db.connector import DBConnector
 from cloudd.jobs.runner import JobRunner
+from cloudd.orchestration.context import make_services
 from cloudd.settings import Settings
 from cloudd.web.resource import ApiResource
 from cloudd.web.signing import sign
@@ -93,12 +94,13 @@ def make_cloud(basedir: str = ".", url: str | None = None) -> Cloud:
     reactor = FakeReactor()
     db = make_db(reactor, basedir, url)
     settings = Settings()
-    api = ApiService(db, Registry.scan(cloudd.api), settings, reactor, "ms-test")
+    services = make_services(db, reactor, settings, blocking=_now)
+    jobs = JobRunner(services, "ms-test", "test")
+    # every key a command renders must be declared by its response object
+    api = ApiService(services, Registry.scan(cloudd.api), "ms-test", jobs=jobs, blocking=_now, check_fields=True)
     creds = db.pool.do_sync(lambda conn: bootstrap.thd_bootstrap(db, conn))
     assert creds is not None
-    api.blocking = lambda fn, *a: _now(fn, *a)
     auth = Authenticator(api, reactor, reactor.pool)
-    jobs = JobRunner(api, "ms-test", "test")
     from twisted.internet.defer import Deferred
 
     d = Deferred.fromCoroutine(jobs.prepare("run-1"))
