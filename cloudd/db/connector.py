@@ -14,6 +14,7 @@ from cloudd.db.configuration import ConfigurationComponent
 from cloudd.db.domains import DomainsComponent
 from cloudd.db.enginestrategy import create_engine, expand_url, is_sqlite_memory
 from cloudd.db.events import EventsComponent
+from cloudd.db.infra import InfraComponent
 from cloudd.db.jobs import JobsComponent
 from cloudd.db.pool import DBThreadPool
 from cloudd.db.roles import RolesComponent
@@ -58,6 +59,7 @@ class DBConnector(Service):
         self.events = EventsComponent(self.pool, clock)
         self.jobs = JobsComponent(self.pool, clock)
         self.alerts = AlertsComponent(self.pool, clock)
+        self.infra = InfraComponent(self.pool, clock)
 
     def _not_ready(self) -> DatabaseNotReadyError:
         return DatabaseNotReadyError(
