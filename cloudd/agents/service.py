@@ -32,7 +32,6 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
 
 from cloudd.agents.control import ControlError
@@ -326,8 +325,8 @@ class ApplianceAgent(MultiService, Generic[ClientT]):
                 # to the full state itself) must not spin
                 self._resync_owed = True
                 self._note_error(exc)
-                self.log.failure("full re-sync of appliance {appliance} failed", Failure(exc),
-                                 appliance=self.appliance_id)
+                self.log.warn("full re-sync of appliance {appliance} failed: {error}",
+                              appliance=self.appliance_id, error=describe(exc))
                 return
             self._resyncs += 1
             self.log.info("appliance {appliance} re-synced", appliance=self.appliance_id)

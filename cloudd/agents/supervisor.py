@@ -207,7 +207,7 @@ class LoopbackPorts:
         raise SupervisorError("no free loopback port for a system VM")
 
 
-Spawn = Callable[..., IProcessTransport]
+Spawn = Callable[..., Any]  # reactor.spawnProcess: returns an IProcessTransport
 Resync = Callable[[ApplianceAgent[Any]], Awaitable[None]]
 
 
@@ -432,6 +432,8 @@ class SsvmSupervisor(Service):
         self.log.info("started {name} (pid {pid}): control {control}, images {public}", name=child.name,
                       pid=child.pid, control=child.control_url, public=child.public_url)
         if child.agent is not None:
+            if child.agent.state is AgentState.UP:  # answered before the spawn: by a child reclaimed just now
+                child.agent.lost("the ssvm process was started again")
             child.agent.appliance_restarted()
 
     def _argv(self, child: _Child) -> list[str]:
@@ -481,10 +483,9 @@ class SsvmSupervisor(Service):
                           pid=pid)
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 self.processes.kill(pid, sig)
-                waited = 0.0
-                while self.processes.cmdline(pid) is not None and waited < RECLAIM_TIMEOUT:
+                deadline = self.clock.seconds() + RECLAIM_TIMEOUT
+                while self.processes.cmdline(pid) is not None and self.clock.seconds() < deadline:
                     await deferLater(self.clock, RECLAIM_POLL, lambda: None)
-                    waited += RECLAIM_POLL
                 if self.processes.cmdline(pid) is None:
                     break
             else:
