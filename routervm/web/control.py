@@ -20,55 +20,50 @@ null, "vms": [...]}`, where each VM is its record JSON *without* `user_data`, pl
 `has_user_data` (bool), `user_data_sha256` (hex or null) and `password_pending` (bool).  Neither
 user data nor passwords are ever answered.
 
-Errors use the appliance envelope: 400 `bad_request` (malformed input), 409 `conflict` (a stale
+Bodies are read, and answers built, with the control message models (`appliance.messages.router`),
+which cloudd uses too.  Errors use the appliance envelope: 400 `bad_request` (malformed input), 409 `conflict` (a stale
 generation, the same generation with other content, or an update before the first full state),
 404 `not_found` (unknown VM).
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from twisted.web import http
 from twisted.web.server import Request
 
-from appliance.web import ApiError, JsonApi, bad_request, conflict, not_found, read_json, route
-from routervm.records import RecordError, VmRecord
-from routervm.state import (
-    StaleGeneration,
-    StateError,
-    StateKeeper,
-    UnknownVm,
-    decode_state,
-    rules_from_json,
+from appliance.messages.base import MessageError
+from appliance.messages.common import Health
+from appliance.messages.router import (
+    DeleteAnswer,
+    PasswordAnswer,
+    PasswordUpdate,
+    RulesUpdate,
+    StateView,
+    UpdateAnswer,
+    VmDeletion,
+    VmUpdate,
+    VmView,
 )
+from appliance.web import ApiError, JsonApi, bad_request, conflict, not_found, read_json, route
+from routervm.records import VmRecord
+from routervm.state import StaleGeneration, StateError, StateKeeper, UnknownVm, decode_state
 
 GENERATION_HEADER = b"Router-Generation"
 
 
-def _generation_of(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise bad_request("`generation` must be a positive integer")
-    return value
-
-
-def _only(body: dict[str, Any], allowed: set[str], required: set[str]) -> None:
-    unknown = set(body) - allowed
-    if unknown:
-        raise bad_request(f"unknown field(s): {', '.join(sorted(unknown))}")
-    missing = required - set(body)
-    if missing:
-        raise bad_request(f"missing field(s): {', '.join(sorted(missing))}")
+def _read(model: Any, request: Request, *args: Any) -> Any:
+    """The request's JSON body read with the message model (a 400 naming the field otherwise)."""
+    try:
+        return model.from_json(read_json(request), *args)
+    except MessageError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def vm_view(record: VmRecord, password_pending: bool) -> dict[str, Any]:
     """A record as `GET /v1/state` shows it: no user data body, no password."""
-    view = record.to_json()
-    del view["user_data"]
-    view["has_user_data"] = record.user_data is not None
-    view["user_data_sha256"] = None if record.user_data is None else hashlib.sha256(record.user_data).hexdigest()
-    view["password_pending"] = password_pending
+    view: dict[str, Any] = VmView.of(record, password_pending).to_json()
     return view
 
 
@@ -103,7 +98,7 @@ class ControlApi:
             raise conflict(str(exc)) from None
         except UnknownVm as exc:
             raise not_found(str(exc)) from None
-        except (StateError, RecordError) as exc:
+        except MessageError as exc:
             raise bad_request(str(exc)) from None
         self._held(request)
         return applied
@@ -119,18 +114,17 @@ class ControlApi:
                            f"the change is served but could not be stored: {why}; send it again") from None
 
     async def health(self, request: Request) -> Any:
-        return {"service": "routervm", "status": "ok", "generation": self._held(request)}
+        return Health(service="routervm", status="ok", generation=self._held(request)).to_json()
 
     async def get_state(self, request: Request) -> Any:
         generation = self._held(request)
         snapshot = self.keeper.snapshot
         if snapshot is None:
-            return {"generation": generation, "network": None, "rules": None, "vms": []}
+            return StateView(generation=generation).to_json()
         passwords = self.keeper.passwords
         state = snapshot.state
-        return {"generation": generation, "network": state.network.to_json(),
-                "rules": None if state.rules is None else state.rules.to_json(),
-                "vms": [vm_view(r, r.uuid in passwords) for r in state.vms]}
+        return StateView(generation=generation, network=state.network, rules=state.rules,
+                         vms=tuple(VmView.of(r, r.uuid in passwords) for r in state.vms)).to_json()
 
     async def put_state(self, request: Request) -> Any:
         self._held(request)
@@ -149,68 +143,54 @@ class ControlApi:
             del raw
         applied = self._apply(request, self.keeper.replace, state)
         await self._stored()
-        return {"generation": self.keeper.generation, "applied": applied}
+        return UpdateAnswer(generation=self.keeper.generation, applied=applied).to_json()
 
     async def put_vm(self, request: Request, uuid: str) -> Any:
         self._held(request)
-        body = read_json(request)
-        _only(body, {"generation", "vm"}, {"generation", "vm"})
-        generation = _generation_of(body["generation"])
-        try:
-            record = VmRecord.from_json(body["vm"])
-        except RecordError as exc:
-            raise bad_request(f"vm: {exc}") from None
-        if record.uuid != uuid:
-            raise bad_request("the record's uuid is not the one in the path")
-        applied = self._apply(request, self.keeper.put_vm, record, generation)
+        update: VmUpdate = _read(VmUpdate, request)
+        if update.vm.uuid != uuid:
+            raise bad_request("vm.uuid: the record's uuid is not the one in the path")
+        applied = self._apply(request, self.keeper.put_vm, update.vm, update.generation)
         await self._stored()
-        return {"generation": self.keeper.generation, "applied": applied}
+        return UpdateAnswer(generation=self.keeper.generation, applied=applied).to_json()
 
     async def delete_vm(self, request: Request, uuid: str) -> Any:
         self._held(request)
         given = (request.args or {}).get(b"generation")
         if given:
             try:
-                generation = _generation_of(int(given[-1]))
-            except ValueError:
-                raise bad_request("`generation` must be a positive integer") from None
+                deletion = VmDeletion.from_query(given)
+            except MessageError as exc:
+                raise bad_request(str(exc)) from None
         else:
-            body = read_json(request)
-            _only(body, {"generation"}, {"generation"})
-            generation = _generation_of(body["generation"])
-        deleted = self._apply(request, self.keeper.delete_vm, uuid, generation)
+            deletion = _read(VmDeletion, request)
+        deleted = self._apply(request, self.keeper.delete_vm, uuid, deletion.generation)
         await self._stored()
-        return {"generation": self.keeper.generation, "deleted": deleted}
+        return DeleteAnswer(generation=self.keeper.generation, deleted=deleted).to_json()
 
     async def put_password(self, request: Request, uuid: str) -> Any:
         self._held(request)
-        body = read_json(request)
-        _only(body, {"password", "generation"}, {"password"})
-        generation = body.get("generation")
-        if generation is not None:
-            _generation_of(generation)
-        if not isinstance(body["password"], str) or not body["password"]:
-            raise bad_request("`password` must be a non-empty string")
+        update: PasswordUpdate = _read(PasswordUpdate, request)
 
         def set_password() -> bool:
-            self.keeper.set_password(uuid, body["password"], generation)
+            self.keeper.set_password(uuid, update.password, update.generation)
             return True
         self._apply(request, set_password)
         await self._stored()
-        return {"generation": self.keeper.generation, "pending": True}
+        return PasswordAnswer(generation=self.keeper.generation, pending=True).to_json()
 
     async def put_rules(self, request: Request) -> Any:
         self._held(request)
         body = read_json(request)
-        _only(body, {"generation", "rules"}, {"generation", "rules"})
-        generation = _generation_of(body["generation"])
         snapshot = self.keeper.snapshot
-        if snapshot is None:
-            raise conflict("no full state is held yet: send the whole state first")
         try:
-            rules = None if body["rules"] is None else rules_from_json(body["rules"], snapshot.network)
-        except StateError as exc:
+            if snapshot is None:
+                # a malformed update is a 400 all the same; the rules need the network to be read
+                RulesUpdate.from_json({**body, "rules": None} if "rules" in body else body)
+                raise conflict("no full state is held yet: send the whole state first")
+            update = RulesUpdate.from_json(body, snapshot.network)
+        except MessageError as exc:
             raise bad_request(str(exc)) from None
-        applied = self._apply(request, self.keeper.put_rules, rules, generation)
+        applied = self._apply(request, self.keeper.put_rules, update.rules, update.generation)
         await self._stored()
-        return {"generation": self.keeper.generation, "applied": applied}
+        return UpdateAnswer(generation=self.keeper.generation, applied=applied).to_json()

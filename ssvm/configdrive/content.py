@@ -1,5 +1,6 @@
 """What a config drive holds: the JSON description the control API receives, validated into a
-`DriveSpec`, and the exact file tree of the ISO (`drive_files`). Pure: no I/O, no clock.
+`DriveSpec` (the config drive message, `appliance.messages.configdrive.ConfigDrive`, which reads
+it), and the exact file tree of the ISO (`drive_files`). Pure: no I/O, no clock.
 
 The tree is CloudStack's (spec §3) plus the dated OpenStack versions Nova writes::
 
@@ -32,39 +33,34 @@ Decisions beyond the reference:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ssvm.configdrive.network import Network, network_data, parse_network, uuid_value
-from ssvm.configdrive.validation import (
+from appliance.messages.configdrive import (
+    DEFAULT_LABEL,
     MAX_DRIVE_SIZE,
-    DriveError,
+    SAVED_PASSWORD,
+    ConfigDrive,
     DriveTooLarge,
-    expect_bool,
-    expect_list,
-    expect_object,
-    expect_str,
-    fail,
-    is_utf8,
-    quote,
-    type_name,
+    parse_drive,
 )
+from ssvm.configdrive.network import network_data
+from ssvm.configdrive.validation import DriveError
 from ssvm.configdrive.vendor import (
-    CONTROL_RE,
     json_text,
-    parse_password,
-    parse_vendor_data,
     password_cloud_config,
     password_md5,
     vendor_document,
     yaml_quoted,
 )
 
+DriveSpec = ConfigDrive
+"""The drive description as the builder calls it."""
+
 __all__ = [
+    "DEFAULT_LABEL",
+    "SAVED_PASSWORD",
+    "ConfigDrive",
     "DriveError",
     "DriveFile",
     "DriveSpec",
@@ -80,10 +76,6 @@ __all__ = [
     "vendor_data",
     "yaml_quoted",
 ]
-
-DEFAULT_LABEL = "config-2"
-SAVED_PASSWORD = "saved_password"
-"""What CloudStack sends instead of a password that was already delivered: no password file then."""
 
 OPENSTACK_VERSIONS = ("2012-08-10", "2013-04-04", "2013-10-17", "2015-10-15", "2016-06-30",
                       "2016-10-06", "2017-02-22", "2018-08-27", "2020-10-14", "latest")
@@ -105,52 +97,7 @@ META_DATA_JSON_NAMES = {
     "cloud-domain-id": "cloud-domain-id",
     "cloud-name": "cloud-name",
 }
-# `meta_data.json` names that a custom key would overwrite or that guest agents act on.
-RESERVED_CUSTOM_KEYS = frozenset({
-    "uuid", "hostname", "name", "availability_zone", "keys", "public_keys", "admin_pass", "meta",
-    "files", "random_seed", "devices", "launch_index", "network_config", "project_id",
-    "dedicated_cpus", "vendor_data", "network_data",
-})
-
-TOP_LEVEL_KEYS = ("uuid", "hostname", "label", "metadata", "public_keys", "user_data", "password",
-                  "windows", "vendor_data", "password_in_vendor_data", "network")
-LABEL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
-HOSTNAME_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-HOSTNAME_RE = re.compile(rf"{HOSTNAME_LABEL}(?:\.{HOSTNAME_LABEL})*")
-METADATA_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}")  # `<key>.txt` fits Joliet's 64
-BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 USER_DATA_PATH = "cloudstack/userdata/user_data.txt"
-MAX_KEYS = 64
-MAX_KEY_LENGTH = 16 * 1024
-
-
-@dataclass(frozen=True)
-class DriveSpec:
-    """One VM's drive, validated. Secret fields are left out of the repr."""
-
-    uuid: str
-    hostname: str
-    label: str
-    metadata: tuple[tuple[str, str], ...]
-    """CloudStack metadata by key (sorted), defaults filled in, without `public-keys`."""
-    public_keys: tuple[str, ...]
-    user_data: bytes | None = field(repr=False)
-    password: str | None = field(repr=False)
-    windows: bool
-    vendor_data: str | None = field(repr=False)
-    """The operator's additions to `vendor_data.json`, as canonical JSON text."""
-    password_in_vendor_data: bool
-    network: Network | None
-
-    @property
-    def new_password(self) -> str | None:
-        """The password to put on the drive: None when there is none or it is `saved_password`."""
-        if self.password is None or self.password == SAVED_PASSWORD:
-            return None
-        return self.password
-
-    def metadata_value(self, key: str) -> str | None:
-        return dict(self.metadata).get(key)
 
 
 @dataclass(frozen=True)
@@ -181,153 +128,6 @@ class DriveTree:
             if drive_file.path == path:
                 return drive_file.data
         raise KeyError(path)
-
-
-# -- parsing ---------------------------------------------------------------------------------------
-
-
-def _parse_label(value: object) -> str:
-    label = expect_str(value, "label")
-    if not LABEL_RE.fullmatch(label):
-        fail("label", "must be 1 to 32 characters A-Z a-z 0-9 _ . - (not starting with . or -), "
-                      f"not {quote(label)}")
-    return label
-
-
-def _parse_hostname(value: object) -> str:
-    hostname = expect_str(value, "hostname")
-    if len(hostname) > 253 or not HOSTNAME_RE.fullmatch(hostname):
-        fail("hostname", f"must be a host name (letters, digits and inner hyphens, dot-separated "
-                         f"labels of at most 63), not {quote(hostname)}")
-    return hostname
-
-
-def _parse_metadata(value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        fail("metadata", f"must be an object of strings, not {type_name(value)}")
-    metadata: dict[str, str] = {}
-    for key, item in value.items():
-        where = f"metadata[{quote(key)}]"
-        if not isinstance(key, str) or not METADATA_KEY_RE.fullmatch(key):
-            fail(where, "keys must be 1 to 60 characters A-Z a-z 0-9 _ . - starting with a letter "
-                        "or digit")
-        if key == "public-keys":
-            fail(where, "is derived from public_keys; send the keys there")
-        if key in RESERVED_CUSTOM_KEYS:
-            fail(where, "is a meta_data.json name that guest agents interpret; choose another key")
-        text = expect_str(item, where)
-        if "\x00" in text or not is_utf8(text):
-            fail(where, "must be text without NUL characters")
-        if key in ("local-ipv4", "public-ipv4") and text.strip():
-            _check_ip_text(text, where)
-        metadata[key] = text
-    return metadata
-
-
-def _check_ip_text(text: str, where: str) -> None:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        fail(where, f"is not an IP address: {quote(text)}")
-
-
-def _parse_public_keys(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    raw_keys = expect_list(value, "public_keys")
-    if len(raw_keys) > MAX_KEYS:
-        fail("public_keys", f"at most {MAX_KEYS} keys, not {len(raw_keys)}")
-    keys: list[str] = []
-    for index, raw in enumerate(raw_keys):
-        where = f"public_keys[{index}]"
-        # CloudStack strips literal "\n" sequences that an escaped key may carry.
-        key = expect_str(raw, where).replace("\\n", "").strip()
-        if not key:
-            fail(where, "is empty")
-        if CONTROL_RE.search(key) or not is_utf8(key):
-            fail(where, "must be one line of text (no line breaks or control characters)")
-        if len(key) > MAX_KEY_LENGTH:
-            fail(where, f"is longer than {MAX_KEY_LENGTH} characters")
-        if len(key.split()) < 2:
-            fail(where, "must look like '<type> <base64 key> [comment]'")
-        if key not in keys:
-            keys.append(key)
-    return tuple(keys)
-
-
-def _parse_user_data(value: object) -> bytes | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        fail("user_data", f"must be a base64 string, not {type_name(value)}")
-    if len(value) // 4 * 3 > MAX_DRIVE_SIZE * 2:  # even with generous whitespace: refuse unread
-        raise DriveTooLarge(f"user_data: {len(value)} characters of base64 decode to more than the "
-                            f"{MAX_DRIVE_SIZE} bytes a config drive may hold")
-    if value and len(value) % 4 == 0:
-        # The usual case, canonical padded base64 in one line, decoded in one strict pass.
-        try:
-            data = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            pass
-        else:
-            return _user_data_size(data)
-    text = re.sub(r"[ \t\r\n]", "", value)
-    if not BASE64_RE.fullmatch(text):
-        fail("user_data", "is not base64 (standard alphabet A-Z a-z 0-9 + / with optional = padding)")
-    text = text.rstrip("=")
-    if not text:
-        fail("user_data", "is empty; leave user_data out when there is none")
-    if len(text) % 4 == 1:
-        fail("user_data", "is not valid base64 (its length is impossible; is it truncated?)")
-    try:
-        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        fail("user_data", "is not valid base64")
-    return _user_data_size(data)
-
-
-def _user_data_size(data: bytes) -> bytes:
-    if not data:
-        fail("user_data", "is empty; leave user_data out when there is none")
-    if len(data) > MAX_DRIVE_SIZE:
-        raise DriveTooLarge(f"user_data: decodes to {len(data)} bytes, more than the "
-                            f"{MAX_DRIVE_SIZE} bytes a config drive may hold")
-    return data
-
-
-def parse_drive(obj: object) -> DriveSpec:
-    """Validate one drive description (the JSON body of PUT /v1/configdrives/<instance>)."""
-    top = expect_object(obj, "drive", TOP_LEVEL_KEYS, ("uuid", "hostname"))
-    uuid = uuid_value(top["uuid"], "uuid")
-    hostname = _parse_hostname(top["hostname"])
-    label = _parse_label(top["label"]) if top.get("label") is not None else DEFAULT_LABEL
-    metadata = {"instance-id": uuid, "vm-id": uuid, "local-hostname": hostname,
-                **_parse_metadata(top.get("metadata"))}
-    public_keys = _parse_public_keys(top.get("public_keys"))
-    folded: dict[str, str] = {}
-    for key in [*metadata, "public-keys"]:
-        other = folded.setdefault(key.lower(), key)
-        if other != key:
-            fail("metadata", f"keys {other!r} and {key!r} differ only in case; they would name "
-                             "the same file on Windows (Joliet)")
-    windows = expect_bool(top.get("windows", False), "windows")
-    password_in_vendor_data = expect_bool(top.get("password_in_vendor_data", False),
-                                          "password_in_vendor_data")
-    return DriveSpec(
-        uuid=uuid,
-        hostname=hostname,
-        label=label,
-        metadata=tuple(sorted(metadata.items())),
-        public_keys=public_keys,
-        user_data=_parse_user_data(top.get("user_data")),
-        password=parse_password(top.get("password")),
-        windows=windows,
-        vendor_data=parse_vendor_data(top.get("vendor_data")),
-        password_in_vendor_data=password_in_vendor_data,
-        network=parse_network(top.get("network")),
-    )
 
 
 # -- content ---------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 The checks are the control messages' own (`appliance.messages.base`), so the appliance and cloudd
 read a drive description with the same code; a malformed description raises `DriveError`, which is
-`MessageError`.  Every check names the offending field by its JSON path (`network.nics[0].mac`)
-and, for fields that are not secret, quotes the bad value.
+`MessageError` (`DriveTooLarge` when it would not fit on a drive).  Every check names the offending
+field by its JSON path (`network.nics[0].mac`) and, for fields that are not secret, quotes the bad
+value.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from appliance.messages.base import (
     quote,
     type_name,
 )
+from appliance.messages.configdrive import MAX_DRIVE_SIZE, DriveTooLarge
 
 __all__ = [
     "MAX_DRIVE_SIZE",
@@ -38,12 +40,5 @@ __all__ = [
     "type_name",
 ]
 
-MAX_DRIVE_SIZE = 64 * 1024 * 1024
-"""The largest ISO a config drive may be (CloudStack's limit)."""
-
 DriveError = MessageError
 """The drive description is unusable; the message says why and is safe to show the caller."""
-
-
-class DriveTooLarge(DriveError):
-    """The drive would exceed `MAX_DRIVE_SIZE`."""

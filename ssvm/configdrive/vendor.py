@@ -1,5 +1,8 @@
 """The secret parts of a drive: the password, the operator's vendor data and `vendor_data.json`.
 
+The password and vendor data are read by the config drive message (`appliance.messages.configdrive`,
+re-exported here); this module renders them.
+
 Their values never appear in an error message. The password reaches cloud-init as a cloud-config
 (`password`, `chpasswd: {expire: false}`, `ssh_pwauth: true`) whose password is one YAML
 double-quoted scalar in printable ASCII, so any password — quotes, colons, `#`, YAML keywords,
@@ -17,74 +20,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
-from ssvm.configdrive.validation import fail, is_utf8, quote, type_name
+from appliance.messages.configdrive import (
+    CONTROL_RE,
+    MAX_PASSWORD_LENGTH,
+    json_text,
+    parse_password,
+    parse_vendor_data,
+)
 
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-MAX_PASSWORD_LENGTH = 512
-
-
-def json_text(value: object) -> str:
-    """Compact, key-sorted, ASCII-only JSON: the same value always gives the same bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def parse_password(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        fail("password", f"must be a string, not {type_name(value)}")
-    if not value:
-        fail("password", "is empty; leave password out when there is none")
-    if len(value) > MAX_PASSWORD_LENGTH:
-        fail("password", f"is longer than {MAX_PASSWORD_LENGTH} characters")
-    if CONTROL_RE.search(value) or not is_utf8(value):
-        fail("password", "must not contain control characters or invalid Unicode")
-    return value
-
-
-def _check_json(value: object, where: str) -> None:
-    """Raise unless `value` is plain JSON data whose strings are valid Unicode (names the key
-    path, never a value)."""
-    if value is None or isinstance(value, bool | int):
-        return
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            fail(where, "must not hold NaN or infinite numbers")
-        return
-    if isinstance(value, str):
-        if not is_utf8(value):
-            fail(where, "holds invalid Unicode")
-        return
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_json(item, f"{where}[{index}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or not is_utf8(key):
-                fail(where, "keys must be strings")
-            _check_json(item, f"{where}[{quote(key)}]")
-        return
-    fail(where, f"must be JSON data, not {type_name(value)}")
-
-
-def parse_vendor_data(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        fail("vendor_data", f"must be an object, not {type_name(value)}")
-    _check_json(value, "vendor_data")
-    if "cloud-init" in value:
-        part = value["cloud-init"]
-        parts = part if isinstance(part, list) else [part]
-        if not parts or not all(isinstance(p, str) and p.strip() for p in parts):
-            fail("vendor_data['cloud-init']", "must be a non-empty string or a list of them "
-                                              "(cloud-config, scripts or MIME parts)")
-    return json_text(value)
-
+__all__ = [
+    "CONTROL_RE",
+    "MAX_PASSWORD_LENGTH",
+    "json_text",
+    "parse_password",
+    "parse_vendor_data",
+    "password_cloud_config",
+    "password_md5",
+    "vendor_document",
+    "yaml_quoted",
+]
 
 def yaml_quoted(text: str) -> str:
     """`text` as a YAML double-quoted scalar in printable ASCII (YAML 1.1 and 1.2 read it back)."""

@@ -14,6 +14,9 @@
 | GET /v1/images                         | the valid templates and ISOs in the store                   |
 | GET /v1/storage                        | capacity and use of the store                               |
 | POST /v1/urls                          | a signed, expiring URL for a stored file                    |
+
+Bodies are read, and answers built, with the control message models (`appliance.messages.ssvm`),
+which cloudd uses too; a malformed body is a 400 `bad_request` whose message names the field.
 """
 
 from __future__ import annotations
@@ -24,6 +27,18 @@ from typing import Any
 from twisted.web import http
 from twisted.web.server import Request
 
+from appliance.messages.base import MessageError
+from appliance.messages.common import Deleted, Health
+from appliance.messages.configdrive import ConfigDrive
+from appliance.messages.ssvm import (
+    ConfigDriveStored,
+    DownloadList,
+    DownloadStatus,
+    ImageList,
+    SignedUrl,
+    SignUrlRequest,
+    StorageAnswer,
+)
 from appliance.web import (
     ApiError,
     FileAnswer,
@@ -34,12 +49,9 @@ from appliance.web import (
     read_json,
     route,
 )
-from ssvm.configdrive.content import DriveError, parse_drive
 from ssvm.configdrive.store import ConfigDriveStore, validate_instance_name
 from ssvm.download.manager import DownloadConflict, DownloadManager, DownloadRequestError
 from ssvm.urls import UrlError, UrlSigner
-
-DEFAULT_URL_TTL = 3600
 
 
 class ControlApi:
@@ -70,22 +82,23 @@ class ControlApi:
         ])
 
     async def health(self, request: Request) -> Any:
-        return {"service": "ssvm", "status": "ok"}
+        return Health(service="ssvm", status="ok").to_json()
 
     @staticmethod
     def _instance(instance: str) -> str:
         try:
             return validate_instance_name(instance)
-        except DriveError as exc:
+        except MessageError as exc:
             raise bad_request(str(exc)) from None
 
     async def put_drive(self, request: Request, instance: str) -> Any:
         name = self._instance(instance)
         try:
-            spec = parse_drive(read_json(request))
-            return await self.drives.put(name, spec)
-        except DriveError as exc:
+            drive = ConfigDrive.from_json(read_json(request))
+            stored = await self.drives.put(name, drive)  # DriveTooLarge is a MessageError too
+        except MessageError as exc:
             raise bad_request(str(exc)) from None
+        return ConfigDriveStored.from_json(stored).to_json()
 
     async def get_drive(self, request: Request, instance: str) -> Any:
         path = self.drives.path_of(self._instance(instance))
@@ -94,15 +107,15 @@ class ControlApi:
         return FileAnswer(path, "application/x-iso9660-image")
 
     async def delete_drive(self, request: Request, instance: str) -> Any:
-        return {"deleted": await self.drives.delete(self._instance(instance))}
+        return Deleted(deleted=await self.drives.delete(self._instance(instance))).to_json()
 
     async def list_downloads(self, request: Request) -> Any:
-        return {"downloads": self.downloads.list()}
+        return DownloadList(tuple(DownloadStatus.from_json(s) for s in self.downloads.list())).to_json()
 
     async def start_download(self, request: Request, download_id: str) -> Any:
         body = read_json(request)
         try:
-            return http.ACCEPTED, self.downloads.start(download_id, body)
+            return http.ACCEPTED, DownloadStatus.from_json(self.downloads.start(download_id, body)).to_json()
         except DownloadRequestError as exc:
             raise bad_request(str(exc)) from None
         except DownloadConflict as exc:
@@ -112,35 +125,29 @@ class ControlApi:
         status = self.downloads.status(download_id)
         if status is None:
             raise not_found(f"there is no download {download_id}")
-        return status
+        return DownloadStatus.from_json(status).to_json()
 
     async def cancel_download(self, request: Request, download_id: str) -> Any:
         status = self.downloads.cancel(download_id)
         if status is None:
             raise not_found(f"there is no download {download_id}")
-        return status
+        return DownloadStatus.from_json(status).to_json()
 
     async def delete_download(self, request: Request, download_id: str) -> Any:
-        return {"deleted": await self.downloads.delete(download_id)}
+        return Deleted(deleted=await self.downloads.delete(download_id)).to_json()
 
     async def images(self, request: Request) -> Any:
-        return {"images": self.downloads.images()}
+        return ImageList.from_json({"images": self.downloads.images()}).to_json()
 
     async def storage(self, request: Request) -> Any:
-        return await self.downloads.capacity()
+        return StorageAnswer.from_json(await self.downloads.capacity()).to_json()
 
     async def sign_url(self, request: Request) -> Any:
-        body = read_json(request)
-        path, ttl = body.get("path"), body.get("ttl", DEFAULT_URL_TTL)
-        if not isinstance(path, str) or not isinstance(ttl, int) or isinstance(ttl, bool):
-            raise bad_request("`path` (a string) and `ttl` (seconds, an integer) are expected")
-        unknown = set(body) - {"path", "ttl"}
-        if unknown:
-            raise bad_request(f"unknown field(s): {', '.join(sorted(unknown))}")
         try:
-            relative, expires = self.signer.sign(path, ttl)
-        except UrlError as exc:
+            wanted = SignUrlRequest.from_json(read_json(request))
+            relative, expires = self.signer.sign(wanted.path, wanted.ttl)
+        except (MessageError, UrlError) as exc:
             raise bad_request(str(exc)) from None
-        if not os.path.isfile(os.path.join(self.store_root, path)):
-            raise ApiError(http.NOT_FOUND, "not_found", f"there is no stored file {path}")
-        return {"url": f"{self.public_url}/images/{relative}", "expires": expires}
+        if not os.path.isfile(os.path.join(self.store_root, wanted.path)):
+            raise ApiError(http.NOT_FOUND, "not_found", f"there is no stored file {wanted.path}")
+        return SignedUrl(url=f"{self.public_url}/images/{relative}", expires=expires).to_json()
