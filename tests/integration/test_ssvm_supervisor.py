@@ -20,7 +20,6 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from appliance.tls import TlsMaterial
 from cloudd.agents.service import AgentsService, AgentState, ApplianceAgent
 from cloudd.agents.supervisor import LinuxProcessTable, SsvmSupervisor, VmState, is_ssvm_command
 from cloudd.pki import CertificateAuthority
@@ -29,6 +28,16 @@ from tests.util.daemon import ROOT
 
 def alive(pid: int) -> bool:
     return LinuxProcessTable().cmdline(pid) is not None
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    process.wait()
+
+
+def kill_if_alive(pid: int) -> None:
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 async def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -74,7 +83,7 @@ class SupervisorCase(TestCase):
 
 
 class SupervisedChildTests(SupervisorCase):
-    def test_kill_restart_stop(self) -> None:
+    def test_kill_restart_stop(self) -> Deferred[None]:
         """The child answers the agent's health check over mutual TLS (Running, resynced once); after
         `kill -9` it is restarted, the agent goes Lost then Up and resyncs again; stopping the
         supervisor ends the child and leaves no process."""
@@ -116,7 +125,7 @@ class SupervisedChildTests(SupervisorCase):
         with open(os.path.join(directory, "ssvm.log")) as f:
             self.assertIn("/health", f.read())
 
-    def test_stale_child_reclaimed(self) -> None:
+    def test_stale_child_reclaimed(self) -> Deferred[None]:
         """A `twistd ssvm` process recorded in the VM's pidfile (left by a cloudd that died) is ended
         before the new child starts."""
         return ensureDeferred(self._stale())
@@ -125,7 +134,7 @@ class SupervisedChildTests(SupervisorCase):
         directory = self.supervisor.directory(8)
         os.makedirs(directory, mode=0o700)
         stale = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)  # twistd", "-n", "ssvm"])
-        self.addCleanup(lambda: (stale.kill(), stale.wait()))
+        self.addCleanup(stop_process, stale)
         with open(os.path.join(directory, "twistd.pid"), "w") as f:
             f.write(f"{stale.pid}\n")
         await self.supervisor.start_vm(8, self.store)
@@ -168,11 +177,11 @@ class OrphanTests(TestCase):
         os.makedirs(basedir)
         env = dict(os.environ, PYTHONPATH=ROOT)
         standin = subprocess.Popen([sys.executable, "-c", CLOUDD_STANDIN, basedir], stdout=subprocess.PIPE, env=env)
-        self.addCleanup(lambda: (standin.kill(), standin.wait()))
+        self.addCleanup(stop_process, standin)
         assert standin.stdout is not None
         line = standin.stdout.readline()
         child = int(json.loads(line)["pid"])
-        self.addCleanup(lambda: alive(child) and os.kill(child, signal.SIGKILL))
+        self.addCleanup(kill_if_alive, child)
         pidfile = os.path.join(basedir, "systemvms", "s-9-VM", "twistd.pid")
         deadline = time.monotonic() + 20
         while not os.path.exists(pidfile) and time.monotonic() < deadline:
