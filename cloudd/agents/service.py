@@ -222,7 +222,8 @@ class ApplianceAgent(MultiService, Generic[ClientT]):
             self._enter(AgentState.UP)
             self._resync_owed = True
         if self._resync_owed:
-            await _follow(self._start_resync())
+            # not awaited: the checks go on while a long resync runs, and see the appliance go away
+            self._start_resync()
 
     def _failed(self, exc: BaseException) -> None:
         self._note_error(exc)

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
@@ -244,7 +244,6 @@ class _Child:
         self.stopping = False
         self.waiters: list[Deferred[None]] = []  # fired when the child process has ended
         self.agent: ApplianceAgent[Any] | None = None
-        self.starting: Deferred[None] | None = None  # a (re)start under way
 
     @property
     def control_url(self) -> str:
@@ -526,11 +525,9 @@ class SsvmSupervisor(Service):
         if child.stopping:
             return
         self._set_state(child, VmState.STARTING)
-        child.starting = Deferred.fromCoroutine(self._run(child))
-        child.starting.addErrback(self._restart_failed, child)
+        Deferred.fromCoroutine(self._run(child)).addErrback(self._restart_failed, child)
 
     def _restart_failed(self, failure: Failure, child: _Child) -> None:
-        child.starting = None
         if child.stopping:
             return
         delay = child.next_delay
@@ -602,7 +599,7 @@ class SsvmSupervisor(Service):
                           timeout=self.kill_timeout)
         try:
             child.transport.signalProcess(name)
-        except Exception:  # ProcessExitedAlready: its end is on the way
+        except (ProcessExitedAlready, OSError):  # its end is on the way
             pass
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 (Twisted API)

@@ -184,6 +184,20 @@ class HealthTests(AgentCase):
         self.clock.advance(100)
         self.assertEqual(self.client.health_calls, calls)
 
+    def test_checks_go_on_during_resync(self) -> None:
+        """A long resync does not hold the health checks up: the appliance going away meanwhile is
+        seen; stopping the agent ends the resync."""
+        self.resyncs.gate = Deferred()
+        agent = self.agent(interval=10)
+        agent.startService()
+        self.assertEqual((agent.state, self.resyncs.calls, agent.health.resync_pending), (AgentState.UP, 1, True))
+        self.client.up = False
+        self.clock.advance(10)
+        self.assertEqual(agent.state, AgentState.LOST)
+        self.successResultOf(agent.stopService())
+        self.assertTrue(self.client.closed)
+        self.assertEqual(self.resyncs.calls, 1)
+
     def test_bad_arguments(self) -> None:
         """Nonsense timing arguments are refused when the agent is built."""
         for kw in ({"interval": 0}, {"retry_attempts": 0}, {"retry_factor": 0.5}, {"health_timeout": -1}):
@@ -373,10 +387,14 @@ class FakeSpawner:
     def __init__(self) -> None:
         self.spawned: list[dict[str, Any]] = []
         self.processes: list[FakeProcess] = []
+        self.fail = 0  # how many of the next spawns raise
 
     def __call__(self, protocol: Any, executable: str, args: list[str], env: dict[str, str], path: str,
                  childFDs: dict[int, Any]) -> FakeProcess:  # noqa: N803 (Twisted API)
         self.spawned.append({"executable": executable, "args": args, "env": env, "path": path, "fds": childFDs})
+        if self.fail:
+            self.fail -= 1
+            raise OSError(2, "No such file or directory")
         process = FakeProcess(protocol, 1000 + len(self.processes))
         self.processes.append(process)
         return process
@@ -613,6 +631,26 @@ class SupervisorRestartTests(SupervisorCase):
         vm = self.sup.get(3)
         assert vm is not None
         self.assertEqual((vm.restarts, vm.pid, vm.last_exit), (9, 1009, "signal 9"))
+
+    def test_failed_restart_tried_again(self) -> None:
+        """A restart that cannot spawn the child (Error, logged) is tried again on the same backoff."""
+        self.start(3)
+        self.spawner.fail = 2
+        self.spawner.last.end()
+        self.reactor.advance(1)
+        self.assertEqual(len(self.spawner.spawned), 2)
+        self.reactor.advance(1.9)
+        self.assertEqual(len(self.spawner.spawned), 2)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.spawner.spawned), 3)
+        self.reactor.advance(4)
+        self.assertEqual(len(self.spawner.spawned), 4)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 2)
+        self.reactor.advance(0.5)
+        vm = self.sup.get(3)
+        assert vm is not None
+        self.assertEqual((vm.pid, vm.state), (self.spawner.last.pid, VmState.RUNNING))
+        self.assertEqual([s for _, s in self.states].count(VmState.ERROR), 3)
 
     def test_backoff_reset_after_long_run(self) -> None:
         """A child that ran for 60 s or more before dying is restarted after 1 s again."""
