@@ -10,13 +10,15 @@ import signal
 import stat
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionRefusedError, ProcessDone, ProcessTerminated
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError, ProcessDone, ProcessTerminated
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
 from cloudd.agents.control import ControlError
-from cloudd.agents.service import AgentsService, AgentState, ApplianceAgent
+from cloudd.agents.service import AgentsService, AgentState, ApplianceAgent, describe, is_transient
 from cloudd.agents.supervisor import (
     BOOTSTRAP,
     PARENT_ENV,
@@ -311,6 +313,19 @@ class CallTests(AgentCase):
             self.failureResultOf(Deferred.fromCoroutine(agent.call(put)), type(exc))
             self.clock.advance(60)
             self.assertEqual(len(tries), 1, exc)
+
+    def test_what_is_retried(self) -> None:
+        """No answer (refused, lost before or under the response, a timeout) and 5xx may pass later;
+        4xx, a 409 and other exceptions may not; the health text names the reason."""
+        lost = Failure(ConnectionLost("gone"))
+        for exc in (ConnectionRefusedError("x"), ResponseNeverReceived([lost]), ResponseFailed([lost]),
+                    defer.TimeoutError(), ControlError(500, "error", "x"), ControlError(503, "error", "x")):
+            self.assertTrue(is_transient(exc), exc)
+        for other in (ControlError(400, "bad_request", "x"), ControlError(409, "conflict", "x"),
+                      ControlError(200, "bad_answer", "x"), ValueError("x")):
+            self.assertFalse(is_transient(other), other)
+        self.assertIn("gone", describe(ResponseNeverReceived([lost])))
+        self.assertEqual(describe(ControlError(404, "not_found", "no such VM")), "404 not_found: no such VM")
 
     def test_call_passes_client(self) -> None:
         """`call` hands the agent's client to the function and returns its result."""
