@@ -135,6 +135,13 @@ SETTINGS: tuple[Setting, ...] = (
     _S("max.template.iso.size", "Integer", "50", "Advanced", "Largest template or ISO download, in GiB."),
     _S("secstorage.allowed.internal.sites", "String", "", "Advanced",
        "Comma-separated private networks templates may be downloaded from."),
+    # hosts and their monitor
+    _S("ping.interval", "Integer", "60", "Advanced",
+       "Seconds between two checks of every host's libvirt connection (read before each round)."),
+    _S("host.disconnect.down.seconds", "Integer", "180", "Advanced",
+       "Seconds a host may stay Disconnected (its checks failing) before it is marked Down."),
+    _S("host.maintenance.test.delay.ms", "Integer", "0", "Hidden",
+       "Test only: milliseconds a maintenance job waits between PrepareForMaintenance and Maintenance."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
