@@ -340,6 +340,7 @@ class SsvmSupervisor(Service):
                 raise SupervisorError(f"{existing.name} is stopping; start it again once it has stopped")
             return self._view(existing)
         child = _Child(vm_id, self.directory(vm_id), os.path.abspath(store_root), settings, resync)
+        child.next_delay = self.restart_base
         self._children[vm_id] = child
         self._set_state(child, VmState.STARTING)
         try:
