@@ -3,13 +3,18 @@
 The client trusts only cloudd's authority, presents cloudd's client certificate, checks the
 appliance's name or address in its certificate, and turns the appliances' error envelope
 (`{"error": {"code", "message"}}`) into `ControlError`.
+
+`exchange` sends a typed control message (`appliance.messages`) and reads the answer with its
+model: a body is checked with the model the appliance reads it with before it is sent (a
+`MessageError` then, and nothing is sent), and an answer the model refuses raises
+`ControlError(status, "bad_answer", ...)`.
 """
 
 from __future__ import annotations
 
 import json
 from io import BytesIO
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -20,9 +25,13 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IResponse
 
+from appliance.messages.base import Message, MessageError
 from appliance.tls import ControlClientPolicy, TlsMaterial
 
 DEFAULT_TIMEOUT = 60.0
+BAD_ANSWER = "bad_answer"
+
+M = TypeVar("M", bound=Message)
 
 
 class _Collect(Protocol):
@@ -87,6 +96,10 @@ class ControlClient:
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         """A request whose answer is JSON; errors become `ControlError`."""
+        _status, value = await self._call(method, path, body)
+        return value
+
+    async def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         status, _headers, data = await self.raw(method, path, body)
         try:
             value = json.loads(data) if data else None
@@ -95,4 +108,26 @@ class ControlClient:
         if status >= 400:
             error = value.get("error", {}) if isinstance(value, dict) else {}
             raise ControlError(status, str(error.get("code", "error")), str(error.get("message", "")))
-        return value
+        return status, value
+
+    async def exchange(self, method: str, path: str, body: Message | None, answer: type[M]) -> M:
+        """Send `body` (checked first, see `checked`) and read the JSON answer as `answer`."""
+        status, value = await self._call(method, path, None if body is None else checked(body))
+        return read_answer(answer, status, value)
+
+
+def checked(message: Message) -> dict[str, Any]:
+    """`message`'s JSON, read back with its own model first: a message built in cloudd with values
+    the appliance would refuse raises `MessageError` here instead of being sent."""
+    body = message.to_json()
+    type(message).from_json(body)
+    return body
+
+
+def read_answer(model: type[M], status: int, value: Any) -> M:
+    """An appliance's answer read with its model; `ControlError(status, "bad_answer", ...)` when
+    the model refuses it."""
+    try:
+        return model.from_json(value)
+    except MessageError as exc:
+        raise ControlError(status, BAD_ANSWER, f"{model.__name__}: {exc}") from None

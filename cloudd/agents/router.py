@@ -1,47 +1,72 @@
 """cloudd's client of the virtual router appliance: full state, single VMs, passwords and rules.
 
-Every update answers `{"generation": N, "applied"/"deleted": bool}`; a stale generation raises
-`ControlError` with status 409, an unknown VM 404, bad input 400.
+Every method takes and returns the control message models (`appliance.messages.router`).  Every
+update answers the generation held and whether it changed anything (`UpdateAnswer`,
+`DeleteAnswer`, `PasswordAnswer`); a stale generation raises `ControlError` with status 409, an
+unknown VM 404, bad input 400, and an answer the model refuses `ControlError(status, "bad_answer",
+...)`.  A body is checked with the model the router reads it with before it is sent (a
+`RouterState` checks itself when it is built).
 """
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
-from cloudd.agents.control import ControlClient
+from appliance.messages.common import Health
+from appliance.messages.records import VmRecord
+from appliance.messages.router import (
+    DeleteAnswer,
+    PasswordAnswer,
+    PasswordUpdate,
+    RouterState,
+    RulesUpdate,
+    StateView,
+    UpdateAnswer,
+    VmDeletion,
+    VmUpdate,
+)
+from appliance.messages.rules import RouterRules
+from cloudd.agents.control import ControlClient, checked, read_answer
+
+
+def _vm(uuid: str) -> str:
+    return f"/v1/vms/{quote(uuid, safe='')}"
 
 
 class RouterClient(ControlClient):
-    async def health(self) -> Any:
-        return await self.call("GET", "/health")
+    async def health(self) -> Health:
+        return await self.exchange("GET", "/health", None, Health)
 
-    async def get_state(self) -> Any:
+    async def get_state(self) -> StateView:
         """The state held: generation, network, rules and the VMs without user data or passwords."""
-        return await self.call("GET", "/v1/state")
+        return await self.exchange("GET", "/v1/state", None, StateView)
 
     async def generation(self) -> int:
-        return int((await self.health())["generation"])
+        return (await self.health()).generation or 0
 
-    async def put_state(self, state: dict[str, Any]) -> Any:
-        """Full sync: `state` is the whole `RouterState` JSON, generation included."""
-        return await self.call("PUT", "/v1/state", state)
+    async def put_state(self, state: RouterState) -> UpdateAnswer:
+        """Full sync: the whole state, generation included."""
+        # Built, a RouterState has passed every check the router makes: no second reading.
+        status, value = await self._call("PUT", "/v1/state", state.to_json())
+        return read_answer(UpdateAnswer, status, value)
 
-    async def put_vm(self, record: dict[str, Any], generation: int) -> Any:
+    async def put_vm(self, record: VmRecord, generation: int) -> UpdateAnswer:
         """Add or replace one VM's record, giving the router generation `generation`."""
-        return await self.call("PUT", f"/v1/vms/{quote(record['uuid'], safe='')}",
-                               {"generation": generation, "vm": record})
+        return await self.exchange("PUT", _vm(record.uuid), VmUpdate(generation=generation, vm=record),
+                                   UpdateAnswer)
 
-    async def delete_vm(self, uuid: str, generation: int) -> Any:
-        return await self.call("DELETE", f"/v1/vms/{quote(uuid, safe='')}?generation={int(generation)}")
+    async def delete_vm(self, uuid: str, generation: int) -> DeleteAnswer:
+        deletion = VmDeletion(generation=generation)
+        checked(deletion)
+        return await self.exchange("DELETE", f"{_vm(uuid)}?generation={deletion.generation}", None,
+                                   DeleteAnswer)
 
-    async def set_password(self, uuid: str, password: str, generation: int | None = None) -> Any:
-        body: dict[str, Any] = {"password": password}
-        if generation is not None:
-            body["generation"] = generation
-        return await self.call("PUT", f"/v1/vms/{quote(uuid, safe='')}/password", body)
+    async def set_password(self, uuid: str, password: str, generation: int | None = None) -> PasswordAnswer:
+        return await self.exchange("PUT", f"{_vm(uuid)}/password",
+                                   PasswordUpdate(password=password, generation=generation), PasswordAnswer)
 
-    async def put_rules(self, rules: dict[str, Any] | None, generation: int) -> Any:
-        """Replace the public addresses and NAT/firewall rules (`rules` in the `RouterRules` JSON
-        shape; `guest_network` may be left out), giving generation `generation`."""
-        return await self.call("PUT", "/v1/rules", {"generation": generation, "rules": rules})
+    async def put_rules(self, rules: RouterRules | None, generation: int) -> UpdateAnswer:
+        """Replace the public addresses and NAT/firewall rules (None: none), giving generation
+        `generation`."""
+        return await self.exchange("PUT", "/v1/rules", RulesUpdate(generation=generation, rules=rules),
+                                   UpdateAnswer)

@@ -17,6 +17,9 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
 
+from appliance.messages import MessageError
+from appliance.messages.common import Health
+from appliance.messages.configdrive import ConfigDrive
 from appliance.tls import TlsMaterial
 from cloudd.agents.control import ControlError
 from cloudd.agents.ssvm import StorageClient
@@ -115,7 +118,7 @@ class CloudClientTests(TestCase):
         return ensureDeferred(self._ready())
 
     async def _ready(self) -> None:
-        self.assertEqual(await self.client.health(), {"service": "ssvm", "status": "ok"})
+        self.assertEqual(await self.client.health(), Health(service="ssvm", status="ok"))
 
     def test_config_drive_cycle(self) -> Deferred[None]:
         """Create, fetch, replace and delete a VM's config drive; the fetched bytes are the stored
@@ -123,20 +126,20 @@ class CloudClientTests(TestCase):
         return ensureDeferred(self._config_drive_cycle())
 
     async def _config_drive_cycle(self) -> None:
-        stored = await self.client.put_config_drive("i-2-15-VM", DRIVE)
-        self.assertEqual((stored["path"], stored["location"]), ("configdrive/i-2-15-VM.iso", "SECONDARY"))
+        stored = await self.client.put_config_drive("i-2-15-VM", ConfigDrive.from_json(DRIVE))
+        self.assertEqual((stored.path, stored.location), ("configdrive/i-2-15-VM.iso", "SECONDARY"))
         path = os.path.join(self.app.store, "configdrive", "i-2-15-VM.iso")
         with open(path, "rb") as f:
             on_disk = f.read()
         fetched = await self.client.get_config_drive("i-2-15-VM")
         self.assertEqual(fetched, on_disk)
-        self.assertEqual(hashlib.sha256(on_disk).hexdigest(), stored["sha256"])
+        self.assertEqual(hashlib.sha256(on_disk).hexdigest(), stored.sha256)
         self.assertIn("Volume id: config-2", isoinfo(path, "-d"))
         meta = json.loads(isoinfo(path, "-R", "-x", "/openstack/latest/meta_data.json"))
         self.assertEqual((meta["uuid"], meta["hostname"]), (DRIVE["uuid"], "web1"))
 
-        again = await self.client.put_config_drive("i-2-15-VM", dict(DRIVE, hostname="web2"))
-        self.assertNotEqual(again["sha256"], stored["sha256"])
+        again = await self.client.put_config_drive("i-2-15-VM", ConfigDrive.from_json(dict(DRIVE, hostname="web2")))
+        self.assertNotEqual(again.sha256, stored.sha256)
         meta = json.loads(isoinfo(path, "-R", "-x", "/openstack/latest/meta_data.json"))
         self.assertEqual(meta["hostname"], "web2")
 
@@ -144,8 +147,11 @@ class CloudClientTests(TestCase):
         self.assertFalse(os.path.exists(path))
         self.assertIsNone(await self.client.get_config_drive("i-2-15-VM"))
         self.assertFalse(await self.client.delete_config_drive("i-2-15-VM"))
-        with self.assertRaises(ControlError) as caught:
-            await self.client.put_config_drive("i-2-15-VM", {"uuid": "not-a-uuid", "hostname": "x"})
+        bad = {"uuid": "not-a-uuid", "hostname": "x"}
+        with self.assertRaises(MessageError):  # cloudd refuses it before sending it
+            ConfigDrive.from_json(bad)
+        with self.assertRaises(ControlError) as caught:  # and so does the appliance
+            await self.client.call("PUT", "/v1/configdrives/i-2-15-VM", bad)
         self.assertEqual((caught.exception.status, caught.exception.code), (400, "bad_request"))
 
     def test_storage(self) -> Deferred[None]:
@@ -154,8 +160,8 @@ class CloudClientTests(TestCase):
 
     async def _storage(self) -> None:
         figures = await self.client.storage()
-        self.assertGreater(figures["total"], 0)
-        self.assertGreaterEqual(figures["total"], figures["free"])
+        self.assertGreater(figures.total, 0)
+        self.assertGreaterEqual(figures.total, figures.free)
         self.assertEqual(await self.client.images(), [])
 
 

@@ -17,6 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from appliance.files import atomic_write
+from appliance.messages.common import Health
+from appliance.messages.records import VmRecord
+from appliance.messages.router import DeleteAnswer, PasswordAnswer, RouterState, UpdateAnswer
 from appliance.tls import TlsMaterial
 from cloudd.agents.control import ControlError
 from cloudd.agents.router import RouterClient
@@ -260,7 +263,7 @@ class ProcessTests(TestCase):
         return app
 
     async def _ready(self) -> None:
-        self.assertEqual(await self.client.health(), {"service": "routervm", "status": "ok", "generation": 0})
+        self.assertEqual(await self.client.health(), Health(service="routervm", status="ok", generation=0))
 
     def test_sync_update_restart(self) -> Deferred[None]:
         """Full sync, a single-VM update, a stale generation (409), then a restart: the same
@@ -268,31 +271,32 @@ class ProcessTests(TestCase):
         return ensureDeferred(self._sync_update_restart())
 
     async def _sync_update_restart(self) -> None:
-        self.assertEqual(await self.client.put_state(state(1, vms=[vm(user_data=USER_DATA)])),
-                         {"generation": 1, "applied": True})
+        self.assertEqual(await self.client.put_state(RouterState.from_json(state(1, vms=[vm(user_data=USER_DATA)]))),
+                         UpdateAnswer(generation=1, applied=True))
         second = vm(UUID2, "02:00:4c:5e:00:03", "10.1.1.51", "web2")
-        self.assertEqual(await self.client.put_vm(second, 2), {"generation": 2, "applied": True})
-        self.assertEqual(await self.client.set_password(UUID1, SECRET, 2), {"generation": 2, "pending": True})
+        self.assertEqual(await self.client.put_vm(VmRecord.from_json(second), 2),
+                         UpdateAnswer(generation=2, applied=True))
+        self.assertEqual(await self.client.set_password(UUID1, SECRET, 2), PasswordAnswer(generation=2, pending=True))
         with self.assertRaises(ControlError) as caught:
-            await self.client.put_vm(dict(second, hostname="late"), 1)
+            await self.client.put_vm(VmRecord.from_json(dict(second, hostname="late")), 1)
         self.assertEqual((caught.exception.status, caught.exception.code), (409, "conflict"))
         with self.assertRaises(ControlError) as caught:
             await self.client.delete_vm("nobody", 3)
         self.assertEqual(caught.exception.status, 404)
         before = await self.client.get_state()
-        self.assertEqual((before["generation"], [v["uuid"] for v in before["vms"]]), (2, sorted([UUID1, UUID2])))
+        self.assertEqual((before.generation, [v.record.uuid for v in before.vms]), (2, sorted([UUID1, UUID2])))
 
         await self.client.close()
         self.app.stop()
         self.app = self.start()
         after = await self.client.get_state()
         self.assertEqual(after, before)
-        self.assertTrue(next(v for v in after["vms"] if v["uuid"] == UUID1)["password_pending"])
+        self.assertTrue(next(v for v in after.vms if v.record.uuid == UUID1).password_pending)
         for folder, _dirs, files in os.walk(self.app.basedir):
             for name in files:
                 with open(os.path.join(folder, name), "rb") as f:
                     self.assertNotIn(SECRET.encode(), f.read(), name)
-        self.assertEqual(await self.client.delete_vm(UUID2, 3), {"generation": 3, "deleted": True})
+        self.assertEqual(await self.client.delete_vm(UUID2, 3), DeleteAnswer(generation=3, deleted=True))
 
     def test_curl(self) -> None:
         """curl with cloudd's client certificate: full sync, single-VM update, stale generation;
