@@ -309,3 +309,328 @@ alerts = sa.Table(
     sa.Column("removed", sa.Integer, nullable=True),
 )
 sa.Index("alerts_type", alerts.c.type, alerts.c.created)
+
+# --- images (image stores, system VMs, templates and ISOs, their per-zone copies, permissions) -------
+
+# Secondary storage (addImageStore / addSecondaryStorage). `path` is the local directory the zone's
+# ssvm serves as its store root.
+image_stores = sa.Table(
+    "image_stores",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("zone_id", sa.Integer, sa.ForeignKey("zones.id"), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("protocol", sa.String(16), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("readonly", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("details", sa.Text, nullable=True),  # JSON object
+    sa.Column("total_size", sa.BigInteger, nullable=True),
+    sa.Column("used_size", sa.BigInteger, nullable=True),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("image_stores_zone", image_stores.c.zone_id)
+
+# System VMs (the secondary-storage VM of each zone with an image store).
+system_vms = sa.Table(
+    "system_vms",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("vm_type", sa.String(32), nullable=False),
+    sa.Column("zone_id", sa.Integer, sa.ForeignKey("zones.id"), nullable=False),
+    sa.Column("store_id", sa.Integer, sa.ForeignKey("image_stores.id"), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("public_ip", sa.String(64), nullable=True),
+    sa.Column("private_ip", sa.String(64), nullable=True),
+    sa.Column("link_local_ip", sa.String(64), nullable=True),
+    sa.Column("control_url", sa.String(255), nullable=True),
+    sa.Column("public_url", sa.String(255), nullable=True),
+    sa.Column("state_changed", sa.Integer, nullable=True),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("system_vms_zone", system_vms.c.zone_id, system_vms.c.vm_type)
+
+# Templates and ISOs (`is_iso`). `template_type` is USER, BUILTIN, SYSTEM or ROUTING.
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("display_text", sa.String(4096), nullable=True),
+    sa.Column("is_iso", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("hypervisor", sa.String(32), nullable=True),
+    sa.Column("os_type_uuid", sa.String(40), nullable=True),
+    sa.Column("template_type", sa.String(16), nullable=False),
+    sa.Column("url", sa.String(4096), nullable=True),
+    sa.Column("checksum", sa.String(255), nullable=True),
+    sa.Column("bits", sa.Integer, nullable=False, server_default="64"),
+    sa.Column("public", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("featured", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("extractable", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("password_enabled", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("sshkey_enabled", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("dynamically_scalable", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("requires_hvm", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("bootable", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("cross_zones", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("direct_download", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("deploy_as_is", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("template_tag", sa.String(255), nullable=True),
+    sa.Column("details", sa.Text, nullable=True),  # JSON object
+    sa.Column("source_template_id", sa.Integer, nullable=True),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("domain_id", sa.Integer, sa.ForeignKey("domains.id"), nullable=False),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("templates_account", templates.c.account_id)
+sa.Index("templates_listing", templates.c.is_iso, templates.c.removed, templates.c.public, templates.c.featured)
+
+# A template's copy in one zone's image store: its download in that zone's ssvm, with the progress as
+# ssvm reports it. `state` is CloudStack's download state (VMTemplateStorageResourceAssoc.Status).
+template_zones = sa.Table(
+    "template_zones",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("template_id", sa.Integer, sa.ForeignKey("templates.id"), nullable=False),
+    sa.Column("zone_id", sa.Integer, sa.ForeignKey("zones.id"), nullable=False),
+    sa.Column("store_id", sa.Integer, sa.ForeignKey("image_stores.id"), nullable=False),
+    sa.Column("download_id", sa.String(64), nullable=False),
+    sa.Column("source_url", sa.String(4096), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("percent", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("error", sa.String(1024), nullable=True),
+    sa.Column("install_path", sa.String(1024), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=True),
+    sa.Column("physical_size", sa.BigInteger, nullable=True),
+    sa.Column("checksum", sa.String(255), nullable=True),
+    sa.Column("restarts", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("updated", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("template_zones_template", template_zones.c.template_id, template_zones.c.zone_id)
+sa.Index("template_zones_state", template_zones.c.state)
+
+# Accounts a private template or ISO is shared with (updateTemplatePermissions).
+template_permissions = sa.Table(
+    "template_permissions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("template_id", sa.Integer, sa.ForeignKey("templates.id"), nullable=False),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.UniqueConstraint("template_id", "account_id", name="template_permissions_unique"),
+)
+sa.Index("template_permissions_account", template_permissions.c.account_id)
+
+# --- offerings and OS types ------------------------------------------------------------------------
+
+# CloudStack's guest OS categories (listOsCategories) and guest OS types (listOsTypes)
+guest_os_categories = sa.Table(
+    "guest_os_categories",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created", sa.Integer, nullable=False),
+)
+
+guest_os = sa.Table(
+    "guest_os",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("category_id", sa.Integer, sa.ForeignKey("guest_os_categories.id"), nullable=False),
+    sa.Column("display_name", sa.String(255), nullable=False),
+    # added with addGuestOs (only those may be updated or removed)
+    sa.Column("is_user_defined", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("for_display", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("guest_os_category", guest_os.c.category_id)
+
+# the disk I/O limits both kinds of offering carry (CloudStack's bytes/iops read/write rates)
+OFFERING_RATES = (
+    "bytes_read_rate", "bytes_read_rate_max", "bytes_read_rate_max_length",
+    "bytes_write_rate", "bytes_write_rate_max", "bytes_write_rate_max_length",
+    "iops_read_rate", "iops_read_rate_max", "iops_read_rate_max_length",
+    "iops_write_rate", "iops_write_rate_max", "iops_write_rate_max_length",
+)
+
+disk_offerings = sa.Table(
+    "disk_offerings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("display_text", sa.String(1024), nullable=False),
+    # bytes; 0 for customized offerings (the size is given when the volume is created)
+    sa.Column("disk_size", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("customized", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("customized_iops", sa.SmallInteger, nullable=True),
+    sa.Column("min_iops", sa.BigInteger, nullable=True),
+    sa.Column("max_iops", sa.BigInteger, nullable=True),
+    # shared or local
+    sa.Column("storage_type", sa.String(16), nullable=False),
+    # thin, sparse or fat
+    sa.Column("provisioning_type", sa.String(16), nullable=False),
+    # storage tags, comma-separated
+    sa.Column("tags", sa.String(1024), nullable=True),
+    sa.Column("cache_mode", sa.String(16), nullable=True),
+    sa.Column("hypervisor_snapshot_reserve", sa.Integer, nullable=True),
+    *(sa.Column(name, sa.BigInteger, nullable=True) for name in OFFERING_RATES),
+    sa.Column("display_offering", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("disk_size_strictness", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("encrypt", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("sort_key", sa.Integer, nullable=False, server_default="0"),
+    # Active or Inactive
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("disk_offerings_name", disk_offerings.c.name)
+
+service_offerings = sa.Table(
+    "service_offerings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("display_text", sa.String(1024), nullable=False),
+    # all three set for a fixed offering; any of them unset makes the offering customized
+    sa.Column("cpu", sa.Integer, nullable=True),
+    sa.Column("speed", sa.Integer, nullable=True),
+    sa.Column("ram_size", sa.Integer, nullable=True),
+    # bounds of a customized offering's CPU count and memory (MB)
+    sa.Column("min_cpu", sa.Integer, nullable=True),
+    sa.Column("max_cpu", sa.Integer, nullable=True),
+    sa.Column("min_memory", sa.Integer, nullable=True),
+    sa.Column("max_memory", sa.Integer, nullable=True),
+    sa.Column("storage_type", sa.String(16), nullable=False),
+    sa.Column("provisioning_type", sa.String(16), nullable=False),
+    sa.Column("offer_ha", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("limit_cpu_use", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("is_volatile", sa.SmallInteger, nullable=False, server_default="0"),
+    # storage tags and host tags, comma-separated
+    sa.Column("tags", sa.String(1024), nullable=True),
+    sa.Column("host_tags", sa.String(1024), nullable=True),
+    sa.Column("is_system", sa.SmallInteger, nullable=False, server_default="0"),
+    # domainrouter, consoleproxy, secondarystoragevm, internalloadbalancervm (system offerings)
+    sa.Column("system_vm_type", sa.String(32), nullable=True),
+    sa.Column("default_use", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("network_rate", sa.Integer, nullable=True),
+    sa.Column("deployment_planner", sa.String(255), nullable=True),
+    # GB
+    sa.Column("root_disk_size", sa.BigInteger, nullable=True),
+    sa.Column("dynamic_scaling_enabled", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("disk_offering_id", sa.Integer, sa.ForeignKey("disk_offerings.id"), nullable=True),
+    sa.Column("disk_offering_strictness", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("encrypt_root", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("customized_iops", sa.SmallInteger, nullable=True),
+    sa.Column("min_iops", sa.BigInteger, nullable=True),
+    sa.Column("max_iops", sa.BigInteger, nullable=True),
+    sa.Column("hypervisor_snapshot_reserve", sa.Integer, nullable=True),
+    sa.Column("cache_mode", sa.String(16), nullable=True),
+    *(sa.Column(name, sa.BigInteger, nullable=True) for name in OFFERING_RATES),
+    sa.Column("sort_key", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("service_offerings_name", service_offerings.c.name)
+sa.Index("service_offerings_system", service_offerings.c.is_system, service_offerings.c.system_vm_type)
+
+# The domains and zones an offering is limited to (none: public, all zones); `offering_type` is
+# "Service" or "Disk".
+offering_domains = sa.Table(
+    "offering_domains",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("offering_type", sa.String(16), nullable=False),
+    sa.Column("offering_id", sa.Integer, nullable=False),
+    sa.Column("domain_id", sa.Integer, sa.ForeignKey("domains.id"), nullable=False),
+)
+sa.Index("offering_domains_offering", offering_domains.c.offering_type, offering_domains.c.offering_id)
+sa.Index("offering_domains_domain", offering_domains.c.domain_id)
+
+offering_zones = sa.Table(
+    "offering_zones",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("offering_type", sa.String(16), nullable=False),
+    sa.Column("offering_id", sa.Integer, nullable=False),
+    sa.Column("zone_id", sa.Integer, sa.ForeignKey("zones.id"), nullable=False),
+)
+sa.Index("offering_zones_offering", offering_zones.c.offering_type, offering_zones.c.offering_id)
+sa.Index("offering_zones_zone", offering_zones.c.zone_id)
+
+# --- primary storage (storage pools, their tags, the hosts each pool is defined on) -----------------
+
+# Primary storage pools (createStoragePool). `state` follows StoragePoolStatus (Up, Disabled,
+# PrepareForMaintenance, Maintenance, ErrorInMaintenance, CancelMaintenance, Removed); the figures are
+# the pool's as libvirt last reported them, `capacity_limit` what the operator allows to provision.
+storage_pools = sa.Table(
+    "storage_pools",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(40), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("zone_id", sa.Integer, sa.ForeignKey("zones.id"), nullable=False),
+    sa.Column("pod_id", sa.Integer, sa.ForeignKey("pods.id"), nullable=True),
+    sa.Column("cluster_id", sa.Integer, sa.ForeignKey("clusters.id"), nullable=True),
+    # CLUSTER or ZONE
+    sa.Column("scope", sa.String(16), nullable=False),
+    # NetworkFilesystem, SharedMountPoint or Filesystem
+    sa.Column("pool_type", sa.String(32), nullable=False),
+    # the NFS server, or "localhost" for a directory on the hosts
+    sa.Column("host_address", sa.String(255), nullable=False),
+    # the NFS export, or the directory
+    sa.Column("path", sa.String(255), nullable=False),
+    sa.Column("url", sa.String(255), nullable=False),
+    sa.Column("hypervisor", sa.String(32), nullable=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("managed", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("capacity_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("used_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("available_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("capacity_limit", sa.BigInteger, nullable=True),
+    sa.Column("capacity_iops", sa.BigInteger, nullable=True),
+    # when the figures were last read from a host
+    sa.Column("stats_updated", sa.Integer, nullable=True),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=True),
+)
+sa.Index("storage_pools_zone", storage_pools.c.zone_id, storage_pools.c.state)
+sa.Index("storage_pools_cluster", storage_pools.c.cluster_id)
+
+storage_pool_tags = sa.Table(
+    "storage_pool_tags",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pool_id", sa.Integer, sa.ForeignKey("storage_pools.id"), nullable=False),
+    sa.Column("tag", sa.String(255), nullable=False),
+)
+sa.Index("storage_pool_tags_pool", storage_pool_tags.c.pool_id)
+
+# The hosts a pool is defined on (CloudStack's storage_pool_host_ref), with the pool's path there.
+storage_pool_hosts = sa.Table(
+    "storage_pool_hosts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pool_id", sa.Integer, sa.ForeignKey("storage_pools.id"), nullable=False),
+    sa.Column("host_id", sa.Integer, sa.ForeignKey("hosts.id"), nullable=False),
+    sa.Column("local_path", sa.String(255), nullable=False),
+    sa.Column("created", sa.Integer, nullable=False),
+    sa.UniqueConstraint("pool_id", "host_id", name="storage_pool_hosts_pool_host"),
+)
+sa.Index("storage_pool_hosts_host", storage_pool_hosts.c.host_id)
