@@ -5,9 +5,11 @@ cloudd's clients send and read the models."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
+import sys
 from io import BytesIO
 from typing import Any, cast
 
@@ -212,6 +214,31 @@ class RoundTripTests(SynchronousTestCase):
         """The message's image formats and download states are the storage appliance's."""
         self.assertEqual(IMAGE_FORMATS, FORMATS)
         self.assertEqual(DOWNLOAD_STATES, tuple(s.value for s in DownloadState))
+
+
+class DependencyTests(SynchronousTestCase):
+    def test_messages_import_only_the_standard_library(self) -> None:
+        """The models are shared by both appliances and cloudd: they import nothing but the standard
+        library and each other (not Twisted, not an appliance, not cloudd)."""
+        import appliance.messages as package
+
+        folder = os.path.dirname(package.__file__)
+        names = [name for name in os.listdir(folder) if name.endswith(".py")]
+        self.assertIn("router.py", names)
+        for name in names:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    modules = [node.module]
+                else:
+                    continue
+                for module in modules:
+                    top = module.split(".")[0]
+                    self.assertTrue(module.startswith("appliance.messages") or top in sys.stdlib_module_names
+                                    or top == "__future__", f"{name} imports {module}")
 
 
 # -- validation errors ------------------------------------------------------------------------------
