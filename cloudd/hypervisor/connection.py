@@ -27,7 +27,7 @@ from cloudd.hypervisor.events import ensure_event_loop, quiet_libvirt
 from cloudd.hypervisor.facts import HostFacts, PoolFacts
 from cloudd.hypervisor.pools import PoolSpec, differences, pool_spec
 from cloudd.hypervisor.runner import LibvirtRunner
-from cloudd.hypervisor.uri import HostUri
+from cloudd.hypervisor.uri import KVM, HostUri
 
 T = TypeVar("T")
 
@@ -174,7 +174,7 @@ class HostConnection:
         except libvirt.libvirtError:
             hypervisor_version = ""
         cpu_model = str(info[0])
-        if self.host.node_file is None:
+        if self.hypervisor == KVM:
             # on a real host, the CPU model libvirt would give guests in host-model mode
             caps = ET.fromstring(conn.getCapabilities())
             cpu_model = (caps.findtext("host/cpu/model") or cpu_model).strip()

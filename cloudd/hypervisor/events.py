@@ -24,7 +24,6 @@ log = Logger()
 
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
-_quiet = False
 
 
 def _ignore_error(_ctx: object, _err: object) -> None:
@@ -32,12 +31,11 @@ def _ignore_error(_ctx: object, _err: object) -> None:
 
 
 def quiet_libvirt() -> None:
-    """Stop libvirt from printing its errors to stderr (they are raised as libvirtError anyway)."""
-    global _quiet
-    with _lock:
-        if not _quiet:
-            libvirt.registerErrorHandler(_ignore_error, None)
-            _quiet = True
+    """Stop libvirt from printing its errors to stderr (they are raised as libvirtError anyway).
+
+    The handler is process-wide; it is set again before each connection is opened, in case other code
+    replaced it."""
+    libvirt.registerErrorHandler(_ignore_error, None)
 
 
 def _run_forever() -> None:

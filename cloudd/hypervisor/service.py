@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from cloudd.hypervisor.connection import HostConnection, open_connection, quiet_close
-from cloudd.hypervisor.errors import HypervisorError
+from cloudd.hypervisor.errors import HostUnreachable, HypervisorError
 from cloudd.hypervisor.runner import LibvirtRunner
 from cloudd.hypervisor.uri import hypervisor_of as _hypervisor_of
 from cloudd.hypervisor.uri import parse_host_uri
@@ -56,6 +56,7 @@ class Hypervisors(service.Service):
             self.connect_timeout = connect_timeout
         self._connections: dict[str, HostConnection] = {}
         self._opening: dict[str, DeferredLock] = {}
+        self._stuck_opens: set[str] = set()  # URIs whose libvirt.open() runs on a pool thread
 
     @staticmethod
     def hypervisor_of(uri: str) -> str:
@@ -97,8 +98,13 @@ class Hypervisors(service.Service):
             existing = self._connections.get(uri)
             if existing is not None and not existing.closed:
                 return existing
+            if uri in self._stuck_opens:
+                # an open that timed out still holds a thread: do not take another one for this host
+                raise HostUnreachable(f"still waiting for {uri} to answer an earlier connection attempt")
+            self._stuck_opens.add(uri)
             conn: Any = await self.runner.run(lambda: open_connection(host), self.connect_timeout,
-                                              f"connecting to {uri}", late=self._close_late)
+                                              f"connecting to {uri}", late=self._close_late,
+                                              finished=lambda: self._stuck_opens.discard(uri))
             if not self.running:  # stopped while opening
                 self.threadpool.callInThread(quiet_close, conn)
                 raise HypervisorError("the hypervisor service is not running")

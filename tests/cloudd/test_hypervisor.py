@@ -441,8 +441,8 @@ class SlowLibvirtTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(third))
 
     def test_connection_opened_after_its_caller_gave_up_is_closed(self) -> None:
-        """A connect that times out fails with HostUnreachable; the connection libvirt opens later is
-        closed, not kept."""
+        """A connect that times out fails with HostUnreachable, and so does another connect of that host
+        while the first still waits; the connection libvirt opens later is closed, not kept."""
         connecting = Deferred.fromCoroutine(self.service.connect(self.uri))
         self.reactor.advance(30)
         self.failureResultOf(connecting, HostUnreachable)
@@ -454,6 +454,9 @@ class SlowLibvirtTests(SynchronousTestCase):
             return opened[-1]
 
         self.patch(libvirt, "open", spy)
+        again = Deferred.fromCoroutine(self.service.connect(self.uri))
+        self.assertIn("earlier connection attempt", self.failureResultOf(again, HostUnreachable).getErrorMessage())
+        self.assertEqual(len(self.pool.held), 1, "a second thread was taken for the same host")
         self.pool.release_all()  # libvirt answers now
         self.assertEqual(len(opened), 1)
         self.assertIsNone(self.service.connection(self.uri))
