@@ -1,8 +1,14 @@
-"""Zones, pods, clusters and hosts (and host tags): the infrastructure component."""
+"""Zones, pods, clusters and hosts (and host tags): the infrastructure component.
+
+It owns every read and write of those tables: lookups by id and UUID, the searches behind the list
+commands, creation, updates, removal (refused while something still lives inside), and the
+compare-and-set of a host's two states (connection `state`, operator `resource_state`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,7 +16,8 @@ from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
 
 from cloudd.db import model
-from cloudd.db.base import DBComponent, NotFound
+from cloudd.db.base import DBComponent, NotFound, Page, apply_page, contains, insert_id, new_uuid
+from cloudd.errors import in_use, invalid_value
 
 Z, PD, C, H, HT = model.zones, model.pods, model.clusters, model.hosts, model.host_tags
 
@@ -147,8 +154,99 @@ def _host(r: Any, tags: tuple[str, ...] = ()) -> Host:
                 r.arch, r.version, r.last_pinged, r.state_changed, r.created, tags)
 
 
+@dataclass(frozen=True)
+class ZoneFilter:
+    ids: tuple[int, ...] | None = None
+    name: str | None = None
+    network_type: str | None = None
+    keyword: str | None = None
+    # only zones open for allocation (Enabled)
+    enabled_only: bool = False
+    domain_id: int | None = None
+    # a caller below the root admin: public zones and those dedicated to its domain or an ancestor
+    visible_to_path: str | None = None
+
+
+@dataclass(frozen=True)
+class PodFilter:
+    uuid: str | None = None
+    name: str | None = None
+    zone_id: int | None = None
+    allocation_state: str | None = None
+    keyword: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterFilter:
+    uuid: str | None = None
+    name: str | None = None
+    zone_id: int | None = None
+    pod_id: int | None = None
+    hypervisor: str | None = None
+    cluster_type: str | None = None
+    allocation_state: str | None = None
+    managed_state: str | None = None
+    keyword: str | None = None
+
+
+@dataclass(frozen=True)
+class HostFilter:
+    uuid: str | None = None
+    name: str | None = None
+    zone_id: int | None = None
+    pod_id: int | None = None
+    cluster_id: int | None = None
+    type: str | None = None
+    state: str | None = None
+    resource_state: str | None = None
+    hypervisor: str | None = None
+    keyword: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class NewHost:
+    """A host as discovered by its first connection, ready to store."""
+
+    name: str
+    zone_id: int
+    pod_id: int | None
+    cluster_id: int | None
+    url: str
+    hypervisor: str
+    hypervisor_version: str | None
+    ip_address: str | None
+    state: str
+    resource_state: str
+    cpus: int
+    cpu_speed: int
+    cpu_sockets: int
+    memory: int
+    cpu_model: str | None
+    arch: str | None
+    version: str | None
+    type: str = "Routing"
+    tags: tuple[str, ...] = field(default=())
+
+
+def _count_and_page(conn: Connection, query: Any, order: Any, page: Page) -> tuple[int, list[Any]]:
+    total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+    rows = list(conn.execute(apply_page(query.order_by(*order), page)).all()) if total else []
+    return int(total), rows
+
+
+def _tags_of(conn: Connection, host_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+    ids = list(host_ids)
+    out: dict[int, list[str]] = {i: [] for i in ids}
+    if ids:
+        for host_id, tag in conn.execute(sa.select(HT.c.host_id, HT.c.tag).where(HT.c.host_id.in_(ids))
+                                         .order_by(HT.c.id)).all():
+            out[host_id].append(tag)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 class InfraComponent(DBComponent):
-    """Reads by id and UUID; the writes and searches belong to the commands that need them."""
+    """Zones, pods, clusters and hosts: reads, searches, writes and the host state compare-and-set."""
 
     def thd_get_zone(self, conn: Connection, zone_id: int) -> Zone:
         row = conn.execute(sa.select(Z).where(Z.c.id == zone_id, Z.c.removed.is_(None))).first()
@@ -206,6 +304,321 @@ class InfraComponent(DBComponent):
 
         return self.pool.do(thd)
 
-    def cas_host_state(self, host_id: int, expected: list[str], new: str, **values: Any) -> Deferred[bool]:
+    def cas_host_state(self, host_id: int, expected: Iterable[str], new: str, **values: Any) -> Deferred[bool]:
         """Compare-and-set of a host's connection state (`state`); `state_changed` is set too."""
         return self.cas_state(H, host_id, expected, new, state_changed=self.now(), **values)
+
+    # --- zones ------------------------------------------------------------------------------------
+
+    def create_zone(self, values: Mapping[str, Any]) -> Deferred[Zone]:
+        """Store a zone (column values); 431 when a live zone has that name already."""
+        def thd(conn: Connection) -> Zone:
+            if conn.execute(sa.select(Z.c.id).where(Z.c.name == values["name"], Z.c.removed.is_(None))).first():
+                raise invalid_value(f"A zone with name {values['name']} already exists")
+            result = conn.execute(Z.insert().values(uuid=new_uuid(), created=self.now(), **values))
+            return self.thd_get_zone(conn, insert_id(result))
+
+        return self.pool.do(thd)
+
+    def update_zone(self, zone_id: int, values: Mapping[str, Any]) -> Deferred[Zone]:
+        def thd(conn: Connection) -> Zone:
+            name = values.get("name")
+            if name is not None and conn.execute(sa.select(Z.c.id).where(
+                    Z.c.name == name, Z.c.id != zone_id, Z.c.removed.is_(None))).first():
+                raise invalid_value(f"A zone with name {name} already exists")
+            if values:
+                conn.execute(Z.update().where(Z.c.id == zone_id, Z.c.removed.is_(None)).values(**values))
+            return self.thd_get_zone(conn, zone_id)
+
+        return self.pool.do(thd)
+
+    def remove_zone(self, zone_id: int) -> Deferred[None]:
+        """Mark a zone removed; 536 while pods or hosts live in it."""
+        def thd(conn: Connection) -> None:
+            zone = self.thd_get_zone(conn, zone_id)
+            pods = conn.execute(sa.select(sa.func.count()).where(PD.c.zone_id == zone_id, PD.c.removed.is_(None)))
+            hosts = conn.execute(sa.select(sa.func.count()).where(H.c.zone_id == zone_id, H.c.removed.is_(None)))
+            if pods.scalar_one() or hosts.scalar_one():
+                raise in_use(f"The zone {zone.name} is not deletable because there are pods or hosts in this zone")
+            conn.execute(Z.update().where(Z.c.id == zone_id).values(removed=self.now()))
+
+        return self.pool.do(thd)
+
+    def search_zones(self, f: ZoneFilter, page: Page) -> Deferred[tuple[int, list[Zone]]]:
+        def thd(conn: Connection) -> tuple[int, list[Zone]]:
+            q = sa.select(Z).where(Z.c.removed.is_(None))
+            if f.ids is not None:
+                q = q.where(Z.c.id.in_(f.ids))
+            if f.name is not None:
+                q = q.where(Z.c.name == f.name)
+            if f.network_type is not None:
+                q = q.where(sa.func.lower(Z.c.network_type) == f.network_type.lower())
+            if f.keyword:
+                q = q.where(contains(Z.c.name, f.keyword))
+            if f.enabled_only:
+                q = q.where(Z.c.allocation_state == "Enabled")
+            if f.domain_id is not None:
+                q = q.where(Z.c.domain_id == f.domain_id)
+            if f.visible_to_path is not None:
+                D = model.domains
+                ancestors = sa.select(D.c.id).where(sa.literal(f.visible_to_path).like(D.c.path + "%"),
+                                                    D.c.removed.is_(None))
+                q = q.where(sa.or_(Z.c.domain_id.is_(None), Z.c.domain_id.in_(ancestors)))
+            total, rows = _count_and_page(conn, q, [Z.c.id], page)
+            return total, [_zone(r) for r in rows]
+
+        return self.pool.do(thd)
+
+    # --- pods -------------------------------------------------------------------------------------
+
+    def thd_get_pod(self, conn: Connection, pod_id: int) -> Pod:
+        row = conn.execute(pod_select().where(PD.c.id == pod_id, PD.c.removed.is_(None))).first()
+        if row is None:
+            raise NotFound(pod_id)
+        return _pod(row)
+
+    def get_pod(self, pod_id: int) -> Deferred[Pod]:
+        return self.pool.do(lambda conn: self.thd_get_pod(conn, pod_id))
+
+    @staticmethod
+    def _thd_check_pod_name(conn: Connection, zone_id: int, name: str, pod_id: int | None = None) -> None:
+        q = sa.select(PD.c.id).where(PD.c.zone_id == zone_id, PD.c.name == name, PD.c.removed.is_(None))
+        if pod_id is not None:
+            q = q.where(PD.c.id != pod_id)
+        if conn.execute(q).first():
+            raise invalid_value(f"A pod with name {name} already exists in the zone")
+
+    def create_pod(self, values: Mapping[str, Any]) -> Deferred[Pod]:
+        def thd(conn: Connection) -> Pod:
+            zone = self.thd_get_zone(conn, values["zone_id"])
+            self._thd_check_pod_name(conn, zone.id, values["name"])
+            result = conn.execute(PD.insert().values(uuid=new_uuid(), created=self.now(), **values))
+            return self.thd_get_pod(conn, insert_id(result))
+
+        return self.pool.do(thd)
+
+    def update_pod(self, pod_id: int, values: Mapping[str, Any]) -> Deferred[Pod]:
+        def thd(conn: Connection) -> Pod:
+            pod = self.thd_get_pod(conn, pod_id)
+            if values.get("name") is not None:
+                self._thd_check_pod_name(conn, pod.zone_id, values["name"], pod_id)
+            if values:
+                conn.execute(PD.update().where(PD.c.id == pod_id).values(**values))
+            return self.thd_get_pod(conn, pod_id)
+
+        return self.pool.do(thd)
+
+    def remove_pod(self, pod_id: int) -> Deferred[None]:
+        """Mark a pod removed; 536 while clusters or hosts live in it."""
+        def thd(conn: Connection) -> None:
+            pod = self.thd_get_pod(conn, pod_id)
+            clusters = conn.execute(sa.select(sa.func.count()).where(C.c.pod_id == pod_id, C.c.removed.is_(None)))
+            hosts = conn.execute(sa.select(sa.func.count()).where(H.c.pod_id == pod_id, H.c.removed.is_(None)))
+            if clusters.scalar_one() or hosts.scalar_one():
+                raise in_use(f"The pod {pod.name} is not deletable because there are clusters or hosts in this pod")
+            conn.execute(PD.update().where(PD.c.id == pod_id).values(removed=self.now()))
+
+        return self.pool.do(thd)
+
+    def search_pods(self, f: PodFilter, page: Page) -> Deferred[tuple[int, list[Pod]]]:
+        def thd(conn: Connection) -> tuple[int, list[Pod]]:
+            q = pod_select().where(PD.c.removed.is_(None))
+            if f.uuid is not None:
+                q = q.where(PD.c.uuid == f.uuid)
+            if f.name is not None:
+                q = q.where(PD.c.name == f.name)
+            if f.zone_id is not None:
+                q = q.where(PD.c.zone_id == f.zone_id)
+            if f.allocation_state is not None:
+                q = q.where(PD.c.allocation_state == f.allocation_state)
+            if f.keyword:
+                q = q.where(contains(PD.c.name, f.keyword))
+            total, rows = _count_and_page(conn, q, [PD.c.id], page)
+            return total, [_pod(r) for r in rows]
+
+        return self.pool.do(thd)
+
+    # --- clusters ---------------------------------------------------------------------------------
+
+    def thd_get_cluster(self, conn: Connection, cluster_id: int) -> Cluster:
+        row = conn.execute(cluster_select().where(C.c.id == cluster_id, C.c.removed.is_(None))).first()
+        if row is None:
+            raise NotFound(cluster_id)
+        return _cluster(row)
+
+    def get_cluster(self, cluster_id: int) -> Deferred[Cluster]:
+        return self.pool.do(lambda conn: self.thd_get_cluster(conn, cluster_id))
+
+    @staticmethod
+    def _thd_check_cluster_name(conn: Connection, pod_id: int, name: str, cluster_id: int | None = None) -> None:
+        q = sa.select(C.c.id).where(C.c.pod_id == pod_id, C.c.name == name, C.c.removed.is_(None))
+        if cluster_id is not None:
+            q = q.where(C.c.id != cluster_id)
+        if conn.execute(q).first():
+            raise invalid_value(f"A cluster with name {name} already exists in the pod")
+
+    def create_cluster(self, values: Mapping[str, Any]) -> Deferred[Cluster]:
+        def thd(conn: Connection) -> Cluster:
+            pod = self.thd_get_pod(conn, values["pod_id"])
+            if pod.zone_id != values["zone_id"]:
+                raise invalid_value(f"The pod {pod.name} does not belong to the given zone")
+            self._thd_check_cluster_name(conn, pod.id, values["name"])
+            result = conn.execute(C.insert().values(uuid=new_uuid(), created=self.now(), **values))
+            return self.thd_get_cluster(conn, insert_id(result))
+
+        return self.pool.do(thd)
+
+    def update_cluster(self, cluster_id: int, values: Mapping[str, Any]) -> Deferred[Cluster]:
+        def thd(conn: Connection) -> Cluster:
+            cluster = self.thd_get_cluster(conn, cluster_id)
+            if values.get("name") is not None:
+                self._thd_check_cluster_name(conn, cluster.pod_id, values["name"], cluster_id)
+            if values:
+                conn.execute(C.update().where(C.c.id == cluster_id).values(**values))
+            return self.thd_get_cluster(conn, cluster_id)
+
+        return self.pool.do(thd)
+
+    def remove_cluster(self, cluster_id: int) -> Deferred[None]:
+        """Mark a cluster removed; 536 while hosts live in it."""
+        def thd(conn: Connection) -> None:
+            cluster = self.thd_get_cluster(conn, cluster_id)
+            hosts = conn.execute(sa.select(sa.func.count()).where(H.c.cluster_id == cluster_id,
+                                                                  H.c.removed.is_(None)))
+            if hosts.scalar_one():
+                raise in_use(f"The cluster {cluster.name} is not deletable because there are hosts in this cluster")
+            conn.execute(C.update().where(C.c.id == cluster_id).values(removed=self.now()))
+
+        return self.pool.do(thd)
+
+    def search_clusters(self, f: ClusterFilter, page: Page) -> Deferred[tuple[int, list[Cluster]]]:
+        def thd(conn: Connection) -> tuple[int, list[Cluster]]:
+            q = cluster_select().where(C.c.removed.is_(None))
+            for column, value in ((C.c.uuid, f.uuid), (C.c.name, f.name), (C.c.zone_id, f.zone_id),
+                                  (C.c.pod_id, f.pod_id), (C.c.cluster_type, f.cluster_type),
+                                  (C.c.allocation_state, f.allocation_state), (C.c.managed_state, f.managed_state)):
+                if value is not None:
+                    q = q.where(column == value)
+            if f.hypervisor is not None:
+                q = q.where(sa.func.lower(C.c.hypervisor) == f.hypervisor.lower())
+            if f.keyword:
+                q = q.where(contains(C.c.name, f.keyword))
+            total, rows = _count_and_page(conn, q, [C.c.id], page)
+            return total, [_cluster(r) for r in rows]
+
+        return self.pool.do(thd)
+
+    # --- hosts ------------------------------------------------------------------------------------
+
+    def create_host(self, new: NewHost) -> Deferred[Host]:
+        """Store a discovered host with its tags; 431 when a live host has that URL already."""
+        def thd(conn: Connection) -> Host:
+            if conn.execute(sa.select(H.c.id).where(H.c.url == new.url, H.c.removed.is_(None))).first():
+                raise invalid_value(f"A host with the URL {new.url} already exists")
+            now = self.now()
+            result = conn.execute(H.insert().values(
+                uuid=new_uuid(), name=new.name, type=new.type, zone_id=new.zone_id, pod_id=new.pod_id,
+                cluster_id=new.cluster_id, url=new.url, hypervisor=new.hypervisor,
+                hypervisor_version=new.hypervisor_version, ip_address=new.ip_address, state=new.state,
+                resource_state=new.resource_state, cpus=new.cpus, cpu_speed=new.cpu_speed,
+                cpu_sockets=new.cpu_sockets, memory=new.memory, cpu_model=new.cpu_model, arch=new.arch,
+                version=new.version, last_pinged=now, state_changed=now, created=now))
+            host_id = insert_id(result)
+            self._thd_set_tags(conn, host_id, new.tags)
+            return self.thd_get_host(conn, host_id)
+
+        return self.pool.do(thd)
+
+    @staticmethod
+    def _thd_set_tags(conn: Connection, host_id: int, tags: Iterable[str]) -> None:
+        conn.execute(HT.delete().where(HT.c.host_id == host_id))
+        seen: list[str] = []
+        for tag in tags:
+            if tag and tag not in seen:
+                seen.append(tag)
+        if seen:
+            conn.execute(HT.insert(), [{"host_id": host_id, "tag": t} for t in seen])
+
+    def update_host(self, host_id: int, values: Mapping[str, Any],
+                    tags: Iterable[str] | None = None) -> Deferred[Host]:
+        """Change a host's plain columns (never its states) and, when given, replace its tags."""
+        if "state" in values or "resource_state" in values:
+            raise ValueError("host states change by compare-and-set only")
+        wanted = None if tags is None else list(tags)
+
+        def thd(conn: Connection) -> Host:
+            self.thd_get_host(conn, host_id)
+            url = values.get("url")
+            if url is not None and conn.execute(sa.select(H.c.id).where(
+                    H.c.url == url, H.c.id != host_id, H.c.removed.is_(None))).first():
+                raise invalid_value(f"A host with the URL {url} already exists")
+            if values:
+                conn.execute(H.update().where(H.c.id == host_id).values(**values))
+            if wanted is not None:
+                self._thd_set_tags(conn, host_id, wanted)
+            return self.thd_get_host(conn, host_id)
+
+        return self.pool.do(thd)
+
+    def cas_resource_state(self, host_id: int, expected: Iterable[str], new: str, **values: Any) -> Deferred[bool]:
+        """Compare-and-set of a host's operator state (`resource_state`)."""
+        wanted = list(expected)
+
+        def thd(conn: Connection) -> bool:
+            result = conn.execute(H.update().where(H.c.id == host_id, H.c.removed.is_(None),
+                                                   H.c.resource_state.in_(wanted))
+                                  .values(resource_state=new, **values))
+            return bool(result.rowcount == 1)
+
+        return self.pool.do(thd)
+
+    def remove_host(self, host_id: int, expected_states: list[str] | None = None) -> Deferred[bool]:
+        """Mark a host Removed (state and `removed`), only if its connection state is one of
+        `expected_states` when given; whether it was removed."""
+        def thd(conn: Connection) -> bool:
+            q = H.update().where(H.c.id == host_id, H.c.removed.is_(None))
+            if expected_states is not None:
+                q = q.where(H.c.state.in_(expected_states))
+            now = self.now()
+            result = conn.execute(q.values(state="Removed", state_changed=now, removed=now))
+            return bool(result.rowcount == 1)
+
+        return self.pool.do(thd)
+
+    def touch_host(self, host_id: int) -> Deferred[None]:
+        """Record a successful ping."""
+        def thd(conn: Connection) -> None:
+            conn.execute(H.update().where(H.c.id == host_id).values(last_pinged=self.now()))
+
+        return self.pool.do(thd)
+
+    def search_hosts(self, f: HostFilter, page: Page) -> Deferred[tuple[int, list[Host]]]:
+        def thd(conn: Connection) -> tuple[int, list[Host]]:
+            q = host_select().where(H.c.removed.is_(None))
+            for column, value in ((H.c.uuid, f.uuid), (H.c.name, f.name), (H.c.zone_id, f.zone_id),
+                                  (H.c.pod_id, f.pod_id), (H.c.cluster_id, f.cluster_id)):
+                if value is not None:
+                    q = q.where(column == value)
+            for column, value in ((H.c.type, f.type), (H.c.state, f.state),
+                                  (H.c.resource_state, f.resource_state), (H.c.hypervisor, f.hypervisor)):
+                if value is not None:
+                    q = q.where(sa.func.lower(column) == value.lower())
+            if f.keyword:
+                q = q.where(contains(H.c.name, f.keyword))
+            if f.tag is not None:
+                q = q.where(H.c.id.in_(sa.select(HT.c.host_id).where(HT.c.tag == f.tag)))
+            total, rows = _count_and_page(conn, q, [H.c.id], page)
+            tags = _tags_of(conn, [r.id for r in rows])
+            return total, [_host(r, tags[r.id]) for r in rows]
+
+        return self.pool.do(thd)
+
+    def live_hosts(self, type: str = "Routing") -> Deferred[list[Host]]:
+        """Every host not removed, of one type (the monitor's round)."""
+        def thd(conn: Connection) -> list[Host]:
+            rows = conn.execute(host_select().where(H.c.removed.is_(None), H.c.type == type)
+                                .order_by(H.c.id)).all()
+            tags = _tags_of(conn, [r.id for r in rows])
+            return [_host(r, tags[r.id]) for r in rows]
+
+        return self.pool.do(thd)
