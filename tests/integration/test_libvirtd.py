@@ -16,6 +16,7 @@ import uuid
 
 import libvirt
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -117,6 +118,43 @@ class RealLibvirtdTests(TestCase):
         await deferToThread(self.daemon.start)
         await conn.ping()
         self.assertIs(self.service.connection(URI), conn)
+        self.assertEqual((await conn.facts()).cpus, _cpu_count())
+
+    async def test_silent_libvirtd_does_not_hang_callers(self) -> None:
+        """A libvirtd that stops answering (frozen, as a hung host or a lost network) makes ping() raise
+        HostUnreachable after ping_timeout, later pings fail at once instead of taking more threads,
+        libvirt's keepalive closes the dead connection, and once it answers again ping() reconnects."""
+        if not self.daemon.can_stop:
+            raise SkipTest("libvirtd was already running, started by someone else: not ours to freeze")
+        service = Hypervisors(reactor, max_threads=2, ping_timeout=2)
+        service.startService()
+        self.addCleanup(service.stopService)
+        conn = await service.connect(URI)
+        await conn.ping()
+        self.daemon.freeze()
+        self.addCleanup(self.daemon.thaw)
+        began = time.monotonic()
+        with self.assertRaises(HostUnreachable) as caught:
+            await conn.ping()
+        self.assertIn("did not answer within 2 s", str(caught.exception))
+        self.assertLess(time.monotonic() - began, 4.0)
+        with self.assertRaises(HostUnreachable) as caught:
+            await conn.ping()
+        self.assertIn("previous check", str(caught.exception))
+        # the keepalive (5 s x 3 probes) closes the connection the frozen daemon holds
+        deadline = time.monotonic() + 40
+        while conn._conn is not None and conn._conn.isAlive():
+            self.assertLess(time.monotonic(), deadline, "libvirt's keepalive did not close the connection")
+            await deferLater(reactor, 0.5, lambda: None)
+        self.daemon.thaw()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await conn.ping()
+                break
+            except HostUnreachable:
+                self.assertLess(time.monotonic(), deadline, "ping did not recover after the daemon answered again")
+                await deferLater(reactor, 0.5, lambda: None)
         self.assertEqual((await conn.facts()).cpus, _cpu_count())
 
     async def test_host_where_nothing_listens_is_unreachable(self) -> None:

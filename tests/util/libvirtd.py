@@ -2,13 +2,14 @@
 
 The machine has one system libvirtd (there is no systemd here: the daemons are started directly with
 `-d`). `LibvirtDaemon.start()` uses the daemons that already run and starts only the missing ones,
-remembering the PIDs it started; `stop()`/`restart()` act only on a libvirtd it started (a daemon
+remembering the PIDs it started; `stop()`/`restart()`/`freeze()`/`thaw()` act only on a libvirtd it started (a daemon
 someone else runs is never stopped: `can_stop` says whether this helper may), and `close()` stops
 whatever it started, virtlogd last. `wait_ready()` waits until qemu:///system answers a call that
 needs QEMU's capabilities: the first one after each daemon start probes QEMU for about 12 s.
 
     daemon = LibvirtDaemon.shared()        # one per test process; raises SkipTest saying why
     daemon.stop(); daemon.start()          # only when daemon.can_stop
+    daemon.freeze(); daemon.thaw()         # a daemon that stops answering (SIGSTOP/SIGCONT)
 """
 
 from __future__ import annotations
@@ -168,6 +169,22 @@ class LibvirtDaemon:
         self._terminate(pid, timeout)
         del self.started["libvirtd"]
         return time.monotonic() - began
+
+    def freeze(self) -> None:
+        """SIGSTOP the libvirtd this helper started: its sockets stay open but nothing answers, as with
+        a host that hangs or a network that drops packets. `thaw()` resumes it."""
+        pid = self._own_libvirtd()
+        os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        pid = self._own_libvirtd()
+        os.kill(pid, signal.SIGCONT)
+
+    def _own_libvirtd(self) -> int:
+        pid = self.pid("libvirtd")
+        if pid is None or self.started.get("libvirtd") != pid:
+            raise RuntimeError("no libvirtd started by this test is running")
+        return pid
 
     def restart(self, ready_timeout: float = 120.0) -> None:
         self.stop()
