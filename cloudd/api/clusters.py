@@ -13,6 +13,7 @@ from cloudd.api.paging import page_of
 from cloudd.api.pods import allocation
 from cloudd.api.registry import INFRA, ROOT, Param, command
 from cloudd.api.results import ListResult, ObjectResult, Result, SuccessResult
+from cloudd.api.service import EventInfo
 from cloudd.db.infra import Cluster, ClusterFilter, Pod, Zone
 from cloudd.errors import invalid_value
 
@@ -50,7 +51,7 @@ def _choice(name: str, value: str | None, choices: dict[str, str]) -> str | None
     return found
 
 
-@command("addCluster", description="Adds a new cluster", roles=ROOT, response=CLUSTER_OBJ,
+@command("addCluster", description="Adds a new cluster", roles=ROOT, response=CLUSTER_OBJ, event="CLUSTER.CREATE",
          java_class="org.apache.cloudstack.api.command.admin.cluster.AddClusterCmd",
          params=[P("clustername", description="the cluster name", required=True),
                  P("zoneid", ZONE, "the Zone ID for the cluster", required=True, related="listZones"),
@@ -77,6 +78,8 @@ async def add_cluster(ctx: CallContext) -> Result:
         "cluster_type": _choice("clustertype", ctx.get("clustertype"), CLUSTER_TYPES),
         "allocation_state": allocation(ctx.get("allocationstate")) or "Enabled", "managed_state": "Managed"}
     cluster = await ctx.db.infra.create_cluster(values)
+    ctx.announce(EventInfo(f"Successfully added cluster. Cluster Name: {cluster.name}", "Cluster", cluster.uuid,
+                           cluster.name))
     return ListResult("cluster", [CLUSTER_OBJ.render(cluster)], 1)
 
 
@@ -105,6 +108,7 @@ async def list_clusters(ctx: CallContext) -> Result:
 
 
 @command("updateCluster", description="Updates an existing cluster", roles=ROOT, response=CLUSTER_OBJ,
+         event="CLUSTER.UPDATE",
          java_class="org.apache.cloudstack.api.command.admin.cluster.UpdateClusterCmd",
          params=[P("id", CLUSTER, "the ID of the Cluster", required=True, related="listClusters"),
                  P("clustername", description="the cluster name"),
@@ -130,13 +134,18 @@ async def update_cluster(ctx: CallContext) -> Result:
     if ctx.get("managedstate") is not None:
         values["managed_state"] = _choice("managedstate", ctx.get("managedstate"), MANAGED_STATES)
     updated = await ctx.db.infra.update_cluster(cluster.id, values)
+    ctx.announce(EventInfo(f"Successfully updated cluster. Cluster Id: {cluster.uuid}", "Cluster", cluster.uuid,
+                           updated.name))
     return ObjectResult("cluster", CLUSTER_OBJ.render(updated))
 
 
 @command("deleteCluster", description="Deletes a cluster.", roles=ROOT, response=doc("success", *SUCCESS_FIELDS),
+         event="CLUSTER.DELETE",
          java_class="org.apache.cloudstack.api.command.admin.cluster.DeleteClusterCmd",
          params=[P("id", CLUSTER, "the cluster ID", required=True, related="listClusters")])
 async def delete_cluster(ctx: CallContext) -> Result:
     cluster: Cluster = ctx.get("id")
     await ctx.db.infra.remove_cluster(cluster.id)
+    ctx.announce(EventInfo(f"Successfully deleted cluster. Cluster Id: {cluster.uuid}", "Cluster", cluster.uuid,
+                           cluster.name))
     return SuccessResult()

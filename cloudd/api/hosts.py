@@ -130,7 +130,7 @@ def _tags(value: list[str] | None) -> tuple[str, ...] | None:
 
 # --- addHost --------------------------------------------------------------------------------------
 
-@command("addHost", description="Adds a new host.", roles=ROOT, response=HOST_OBJ,
+@command("addHost", description="Adds a new host.", roles=ROOT, response=HOST_OBJ, event="HOST.CREATE",
          java_class="org.apache.cloudstack.api.command.admin.host.AddHostCmd",
          params=[P("zoneid", ZONE, "the Zone ID for the host", required=True, related="listZones"),
                  P("podid", POD, "the Pod ID for the host", required=True, related="listPods"),
@@ -167,6 +167,7 @@ async def add_host(ctx: CallContext) -> Result:
         raise invalid_value(f"Unable to resolve Allocation State '{allocation}' to a supported state")
     host = await hosts_of(ctx.services).add_host(HostPlacement(zone, pod, cluster), ctx.get("url"),
                                                  ctx.get("hypervisor"), _tags(ctx.get("hosttags")) or (), allocation)
+    ctx.announce(EventInfo(f"Successfully added host. Host Name: {host.name}", "Host", host.uuid, host.name))
     return ListResult("host", [HOST_OBJ.render(host)], 1)
 
 
@@ -210,7 +211,7 @@ async def list_hosts(ctx: CallContext) -> Result:
 
 # --- updateHost, deleteHost -----------------------------------------------------------------------
 
-@command("updateHost", description="Updates a host.", roles=ROOT, response=HOST_OBJ,
+@command("updateHost", description="Updates a host.", roles=ROOT, response=HOST_OBJ, event="HOST.UPDATE",
          java_class="org.apache.cloudstack.api.command.admin.host.UpdateHostCmd",
          params=[P("id", HOST, "the ID of the host to update", required=True, related="listHosts"),
                  P("hosttags", "list", "list of tags to be added to the host"),
@@ -240,10 +241,12 @@ async def update_host(ctx: CallContext) -> Result:
     if values or ctx.get("hosttags") is not None:
         await ctx.db.infra.update_host(host.id, values, _tags(ctx.get("hosttags")))
     updated = await ctx.db.infra.get_host(host.id)
+    ctx.announce(EventInfo(f"Successfully updated host. Host Id: {host.uuid}", "Host", host.uuid, updated.name))
     return ObjectResult("host", HOST_OBJ.render(updated))
 
 
 @command("deleteHost", description="Deletes a host.", roles=ROOT, response=doc("success", *SUCCESS_FIELDS),
+         event="HOST.DELETE",
          java_class="org.apache.cloudstack.api.command.admin.host.DeleteHostCmd",
          params=[P("id", HOST, "the host ID", required=True, related="listHosts"),
                  P("forced", "boolean", "Force delete the host. All HA enabled vms running on the host will be put "
@@ -253,6 +256,7 @@ async def update_host(ctx: CallContext) -> Result:
 async def delete_host(ctx: CallContext) -> Result:
     host: Host = ctx.get("id")
     await hosts_of(ctx.services).remove(host, bool(ctx.get("forced")))
+    ctx.announce(EventInfo(f"Successfully deleted host. Host Id: {host.uuid}", "Host", host.uuid, host.name))
     return SuccessResult()
 
 
