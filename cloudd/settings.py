@@ -142,6 +142,40 @@ SETTINGS: tuple[Setting, ...] = (
        "Seconds a host may stay Disconnected (its checks failing) before it is marked Down."),
     _S("host.maintenance.test.delay.ms", "Integer", "0", "Hidden",
        "Test only: milliseconds a maintenance job waits between PrepareForMaintenance and Maintenance."),
+    # primary storage and capacity
+    _S("storage.stats.interval", "Integer", "60000", "Advanced",
+       "Milliseconds between reads of every primary storage pool's capacity and use from its hosts."),
+    _S("capacity.check.period", "Integer", "300000", "Advanced",
+       "Milliseconds between checks of the capacities against their notification thresholds."),
+    _S("cpu.overprovisioning.factor", "Float", "1.0", "Advanced",
+       "Used for CPU overprovisioning calculation; available CPU will be (actualCpuCapacity * "
+       "cpu.overprovisioning.factor)."),
+    _S("mem.overprovisioning.factor", "Float", "1.0", "Advanced",
+       "Used for memory overprovisioning calculation."),
+    _S("storage.overprovisioning.factor", "Float", "2.0", "Storage",
+       "Used for storage overprovisioning calculation; available storage will be (actualStorageSize * "
+       "storage.overprovisioning.factor)."),
+    _S("cluster.memory.allocated.capacity.notificationthreshold", "Float", "0.75", "Alert",
+       "Percentage (as a value between 0 and 1) of memory utilization above which alerts will be sent about "
+       "low memory available."),
+    _S("cluster.cpu.allocated.capacity.notificationthreshold", "Float", "0.75", "Alert",
+       "Percentage (as a value between 0 and 1) of cpu utilization above which alerts will be sent about low "
+       "cpu available."),
+    _S("pool.storage.capacity.notificationthreshold", "Float", "0.85", "Alert",
+       "Percentage (as a value between 0 and 1) of storage utilization above which alerts will be sent about "
+       "low storage available."),
+    _S("pool.storage.allocated.capacity.disablethreshold", "Float", "0.85", "Alert",
+       "Percentage (as a value between 0 and 1) of allocated storage utilization above which allocators will "
+       "disable using the pool for low allocated storage available; alerts are sent above it too."),
+    _S("zone.secstorage.capacity.notificationthreshold", "Float", "0.75", "Alert",
+       "Percentage (as a value between 0 and 1) of secondary storage utilization above which alerts will be "
+       "sent about low storage available."),
+    _S("zone.virtualnetwork.publicip.capacity.notificationthreshold", "Float", "0.75", "Alert",
+       "Percentage (as a value between 0 and 1) of public IP address space utilization above which alerts "
+       "will be sent."),
+    _S("pod.privateip.capacity.notificationthreshold", "Float", "0.75", "Alert",
+       "Percentage (as a value between 0 and 1) of private IP address space utilization above which alerts "
+       "will be sent."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -159,6 +193,14 @@ def parse_value(setting: Setting, value: str) -> Any:
             return int(value.strip())
         except ValueError:
             raise InvalidSettingValue(f"Please enter a valid integer value for {setting.name}") from None
+    if setting.type == "Float":
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise InvalidSettingValue(f"Please enter a valid decimal value for {setting.name}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise InvalidSettingValue(f"Please enter a valid decimal value for {setting.name}")
+        return number
     return value
 
 
@@ -190,6 +232,9 @@ class Settings:
 
     def bool(self, name: str) -> bool:
         return bool(self._values[name])
+
+    def float(self, name: str) -> builtins.float:  # noqa: A003
+        return builtins.float(self._values[name])
 
     def str(self, name: builtins.str) -> builtins.str:
         return builtins.str(self._values[name])

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
 
 from cloudd.db import model
-from cloudd.db.base import DBComponent, Page, apply_page, contains, insert_id, new_uuid
+from cloudd.db.base import DBComponent, NotFound, Page, apply_page, contains, insert_id, new_uuid
 
 T = model.alerts
 
@@ -55,6 +55,16 @@ class AlertsComponent(DBComponent):
 
         return self.pool.do(thd)
 
+    def get_by_uuid(self, uuid: str) -> Deferred[Alert]:
+        """One alert that was not deleted, archived or not (NotFound otherwise)."""
+        def thd(conn: Connection) -> Alert:
+            row = conn.execute(sa.select(T).where(T.c.uuid == uuid, T.c.removed.is_(None))).first()
+            if row is None:
+                raise NotFound(uuid)
+            return _alert(row)
+
+        return self.pool.do(thd)
+
     def search(self, f: AlertFilter, page: Page) -> Deferred[tuple[int, list[Alert]]]:
         def thd(conn: Connection) -> tuple[int, list[Alert]]:
             q = sa.select(T).where(T.c.removed.is_(None), T.c.archived == 0)
@@ -84,17 +94,32 @@ class AlertsComponent(DBComponent):
             cond.append(T.c.created <= end)
         return sa.and_(*cond)
 
-    def archive(self, uuids: list[str] | None, type: int | None, start: int | None, end: int | None) -> Deferred[int]:
-        """Archive the alerts that match (all of them when nothing is given); how many."""
+    @staticmethod
+    def _thd_some_missing(conn: Connection, cond: Any, uuids: list[str] | None) -> bool:
+        if uuids is None:
+            return False
+        found = conn.execute(sa.select(sa.func.count()).select_from(T).where(cond)).scalar_one()
+        return int(found) < len(set(uuids))
+
+    def archive(self, uuids: list[str] | None, type: int | None, start: int | None, end: int | None,
+                require_all: bool = False) -> Deferred[int]:
+        """Archive the alerts that match (all of them when nothing is given); how many. With `require_all`,
+        -1 and nothing changed when some of `uuids` names no alert that could be (as CloudStack)."""
         def thd(conn: Connection) -> int:
             cond = self._select(uuids, type, start, end)
+            if require_all and self._thd_some_missing(conn, sa.and_(cond, T.c.archived == 0), uuids):
+                return -1
             return int(conn.execute(T.update().where(cond, T.c.archived == 0).values(archived=1)).rowcount)
 
         return self.pool.do(thd)
 
-    def delete(self, uuids: list[str] | None, type: int | None, start: int | None, end: int | None) -> Deferred[int]:
+    def delete(self, uuids: list[str] | None, type: int | None, start: int | None, end: int | None,
+               require_all: bool = False) -> Deferred[int]:
+        """Remove the alerts that match; how many. `require_all` as for `archive`."""
         def thd(conn: Connection) -> int:
             cond = self._select(uuids, type, start, end)
+            if require_all and self._thd_some_missing(conn, cond, uuids):
+                return -1
             return int(conn.execute(T.update().where(cond).values(removed=self.now())).rowcount)
 
         return self.pool.do(thd)

@@ -19,6 +19,7 @@ from cloudd.db.jobs import JobsComponent
 from cloudd.db.pool import DBThreadPool
 from cloudd.db.roles import RolesComponent
 from cloudd.db.sessions import SessionsComponent
+from cloudd.db.storage import StorageComponent
 from cloudd.util.sealing import Sealer
 
 
@@ -60,6 +61,7 @@ class DBConnector(Service):
         self.jobs = JobsComponent(self.pool, clock)
         self.alerts = AlertsComponent(self.pool, clock)
         self.infra = InfraComponent(self.pool, clock)
+        self.storage = StorageComponent(self.pool, clock)
 
     def _not_ready(self) -> DatabaseNotReadyError:
         return DatabaseNotReadyError(
