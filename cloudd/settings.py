@@ -132,6 +132,11 @@ SETTINGS: tuple[Setting, ...] = (
        "SMBIOS manufacturer of guests."),
     _S("vm.metadata.product", "String", "", "Advanced", "SMBIOS product of guests."),
     # secondary storage
+    # offerings
+    _S("custom.diskoffering.size.min", "Integer", "1", "Advanced",
+       "Minimum size in GB for custom disk offering."),
+    _S("custom.diskoffering.size.max", "Integer", "1024", "Advanced",
+       "Maximum size in GB for custom disk offering."),
     _S("max.template.iso.size", "Integer", "50", "Advanced", "Largest template or ISO download, in GiB."),
     _S("secstorage.allowed.internal.sites", "String", "", "Advanced",
        "Comma-separated private networks templates may be downloaded from."),

@@ -16,6 +16,8 @@ from cloudd.db.enginestrategy import create_engine, expand_url, is_sqlite_memory
 from cloudd.db.events import EventsComponent
 from cloudd.db.infra import InfraComponent
 from cloudd.db.jobs import JobsComponent
+from cloudd.db.offerings import OfferingsComponent
+from cloudd.db.ostypes import OsTypesComponent
 from cloudd.db.pool import DBThreadPool
 from cloudd.db.roles import RolesComponent
 from cloudd.db.sessions import SessionsComponent
@@ -61,6 +63,8 @@ class DBConnector(Service):
         self.jobs = JobsComponent(self.pool, clock)
         self.alerts = AlertsComponent(self.pool, clock)
         self.infra = InfraComponent(self.pool, clock)
+        self.offerings = OfferingsComponent(self.pool, clock)
+        self.ostypes = OsTypesComponent(self.pool, clock)
         self.storage = StorageComponent(self.pool, clock)
 
     def _not_ready(self) -> DatabaseNotReadyError:

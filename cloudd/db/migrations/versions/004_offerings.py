@@ -165,18 +165,27 @@ def upgrade() -> None:
     _seed(guest_os_categories, guest_os, disk_offerings, service_offerings)
 
 
+def _now(conn: sa.engine.Connection) -> int:
+    """The install time, from the database's clock (a migration runs before any reactor)."""
+    query = "SELECT UNIX_TIMESTAMP()" if conn.dialect.name == "mysql" else "SELECT CAST(strftime('%s', 'now') AS INTEGER)"
+    return int(conn.execute(sa.text(query)).scalar_one())
+
+
 def _seed(categories: sa.Table, guest_os: sa.Table, disks: sa.Table, services: sa.Table) -> None:
-    """CloudStack's OS list and default offerings; an offering whose name is already in use (by a live
-    offering of the same kind) is not added again."""
-    conn = op.get_bind()
-    # the install time, from the database's clock (a migration runs before any reactor)
-    now = int(conn.execute(sa.text("SELECT UNIX_TIMESTAMP()" if conn.dialect.name == "mysql"
-                                   else "SELECT CAST(strftime('%s', 'now') AS INTEGER)")).scalar_one())
+    """CloudStack's OS list (into the new, empty tables) and default offerings."""
+    now = _now(op.get_bind())
     op.bulk_insert(categories, [{"id": cid, "uuid": ostypes_data.category_uuid(cid), "name": name, "created": now}
                                 for cid, name in ostypes_data.CATEGORIES])
     op.bulk_insert(guest_os, [{"id": oid, "uuid": ostypes_data.os_type_uuid(oid), "category_id": cat,
                                "display_name": name, "is_user_defined": 0, "for_display": 1, "created": now}
                               for oid, cat, name in ostypes_data.OS_TYPES])
+    seed_offerings(op.get_bind(), disks, services)
+
+
+def seed_offerings(conn: sa.engine.Connection, disks: sa.Table, services: sa.Table) -> None:
+    """CloudStack's default offerings; one whose name a live offering of the same kind has already is
+    not added again."""
+    now = _now(conn)
 
     def absent(table: sa.Table, name: str) -> bool:
         found = conn.execute(sa.select(table.c.id).where(table.c.name == name, table.c.removed.is_(None))).first()
