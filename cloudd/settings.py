@@ -140,6 +140,11 @@ SETTINGS: tuple[Setting, ...] = (
     _S("max.template.iso.size", "Integer", "50", "Advanced", "Largest template or ISO download, in GiB."),
     _S("secstorage.allowed.internal.sites", "String", "", "Advanced",
        "Comma-separated private networks templates may be downloaded from."),
+    _S("allow.public.user.templates", "Boolean", "true", "Advanced",
+       "If false, users will not be able to create public templates."),
+    _S("extract.url.expiration.interval", "Integer", "14400", "Advanced",
+       "Seconds an extracted template's or ISO's signed download URL stays valid (at most the ssvm's "
+       "urls.max_ttl, 7 days)."),
     # hosts and their monitor
     _S("ping.interval", "Integer", "60", "Advanced",
        "Seconds between two checks of every host's libvirt connection (read before each round)."),

@@ -14,6 +14,7 @@ from cloudd.db.configuration import ConfigurationComponent
 from cloudd.db.domains import DomainsComponent
 from cloudd.db.enginestrategy import create_engine, expand_url, is_sqlite_memory
 from cloudd.db.events import EventsComponent
+from cloudd.db.images import ImagesComponent
 from cloudd.db.infra import InfraComponent
 from cloudd.db.jobs import JobsComponent
 from cloudd.db.offerings import OfferingsComponent
@@ -63,6 +64,7 @@ class DBConnector(Service):
         self.jobs = JobsComponent(self.pool, clock)
         self.alerts = AlertsComponent(self.pool, clock)
         self.infra = InfraComponent(self.pool, clock)
+        self.images = ImagesComponent(self.pool, clock)
         self.offerings = OfferingsComponent(self.pool, clock)
         self.ostypes = OsTypesComponent(self.pool, clock)
         self.storage = StorageComponent(self.pool, clock)
