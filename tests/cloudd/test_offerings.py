@@ -156,7 +156,7 @@ class CreateServiceOfferingTests(Base):
         """cpunumber < 1, memory < 32, a missing or zero speed, bounds for a fixed offering and
         min > max are each refused with 431 and store nothing."""
         before = len(self.services())
-        cases = [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"cpunumber": 0, "cpuspeed": 500, "memory": 512}, "cpu number value between 1"),
             ({"cpunumber": -2, "cpuspeed": 500, "memory": 512}, "cpu number value between 1"),
             ({"cpunumber": 1, "cpuspeed": 500, "memory": 16}, "memory value between 32"),
@@ -382,7 +382,8 @@ class DiskOfferingTests(Base):
         """Sizes below 1 GB or above custom.diskoffering.size.max, a missing size, a size for a
         customized offering, and a bad storage type are each 431 and store nothing."""
         before = len(self.disks())
-        cases = [({"disksize": 0}, "at least 1 Gb"), ({"disksize": 5000}, "maximum size for a disk is 1024"),
+        cases: list[tuple[dict[str, Any], str]] = [
+                 ({"disksize": 0}, "at least 1 Gb"), ({"disksize": 5000}, "maximum size for a disk is 1024"),
                  ({}, "Disksize is required"), ({"customized": "true", "disksize": 5}, "not allowed"),
                  ({"disksize": 1, "storagetype": "nfs"}, "Invalid storage type"),
                  ({"disksize": 1, "miniops": 5, "maxiops": 1}, "min IOPS"),

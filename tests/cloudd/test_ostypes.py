@@ -98,3 +98,62 @@ class OsTypesTests(SynchronousTestCase):
         self.assertEqual(len(user_view), len(ostypes_data.OS_TYPES) - 1)
         self.assertEqual([t["id"] for t in self.types(fordisplay="false")], [hidden])
         self.assertEqual(tenants.call("a_user", "listOsTypes", fordisplay="true").status, 531)
+
+
+class GuestOsCommandsTests(SynchronousTestCase):
+    """addGuestOs, updateGuestOs and removeGuestOs: async jobs on the root admin's own OS types."""
+
+    def setUp(self) -> None:
+        self.cloud = make_cloud()
+        self.addCleanup(self.cloud.stop)
+        self.other = next(c for c in ok(self.cloud.signed("listOsCategories", name="Other"))["oscategory"])
+
+    def job(self, command: str, **params: Any) -> dict[str, Any]:
+        """Run an async command to its end; the finished job (jobstatus 1 or 2)."""
+        started = ok(self.cloud.signed(command, **params))
+        done = ok(self.cloud.signed("queryAsyncJobResult", jobid=started["jobid"]))
+        self.assertIn(done["jobstatus"], (1, 2), done)
+        return dict(done)
+
+    def add(self, name: str, **more: Any) -> dict[str, Any]:
+        done = self.job("addGuestOs", oscategoryid=self.other["id"], osdisplayname=name, **more)
+        self.assertEqual(done["jobstatus"], 1, done)
+        return dict(done["jobresult"]["ostype"])
+
+    def test_add_update_remove(self) -> None:
+        """A user-defined type is listed, renamed, hidden from users and removed, each with its event."""
+        added = self.add("Plan 9 (64-bit)")
+        self.assertEqual((added["description"], added["oscategoryname"], added["isuserdefined"], added["fordisplay"]),
+                         ("Plan 9 (64-bit)", "Other", True, True))
+        self.assertEqual([t["id"] for t in ok(self.cloud.signed("listOsTypes", description="Plan 9"))["ostype"]],
+                         [added["id"]])
+        done = self.job("updateGuestOs", id=added["id"], osdisplayname="Plan 9 4th ed", fordisplay="false")
+        self.assertEqual(done["jobstatus"], 1, done)
+        self.assertEqual((done["jobresult"]["ostype"]["name"], done["jobresult"]["ostype"]["fordisplay"]),
+                         ("Plan 9 4th ed", False))
+        done = self.job("removeGuestOs", id=added["id"])
+        self.assertEqual(done["jobresult"], {"success": True})
+        self.assertEqual(ok(self.cloud.signed("listOsTypes", description="Plan 9")), {})
+        events = {e["type"] for e in ok(self.cloud.signed("listEvents"))["event"] if e["state"] == "Completed"}
+        self.assertTrue({"GUEST.OS.ADD", "GUEST.OS.UPDATE", "GUEST.OS.REMOVE"} <= events, events)
+
+    def test_cloudstack_types_are_fixed(self) -> None:
+        """The seeded types may be neither modified nor removed (431); nothing changes."""
+        seeded = ostypes_data.os_type_uuid(12)
+        for command, params in (("updateGuestOs", {"osdisplayname": "x"}), ("removeGuestOs", {})):
+            with self.subTest(command=command):
+                r = self.cloud.signed(command, id=seeded, **params)
+                self.assertEqual(r.status, 431, r.body)
+                self.assertIn("system defined guest OS", r.inner()["errortext"])
+        self.assertEqual(ok(self.cloud.signed("listOsTypes", id=seeded))["ostype"][0]["name"], "CentOS 5.3 (64-bit)")
+
+    def test_names_are_unique(self) -> None:
+        """A display name in use (CloudStack's or one's own) is refused with 431, also on rename."""
+        r = self.cloud.signed("addGuestOs", oscategoryid=self.other["id"], osdisplayname="Ubuntu 22.04 LTS")
+        self.assertEqual(r.status, 431, r.body)
+        self.assertIn("already exists", r.inner()["errortext"])
+        first = self.add("Mine 1")
+        self.add("Mine 2")
+        r = self.cloud.signed("updateGuestOs", id=first["id"], osdisplayname="Mine 2")
+        self.assertEqual(r.status, 431, r.body)
+        self.assertEqual(r.json()["updateguestosresponse"]["errorcode"], 431)
