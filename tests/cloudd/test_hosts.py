@@ -214,8 +214,9 @@ class ListUpdateDeleteTests(HostCase):
         text = self.error("deleteHost", 431, id=self.a["id"])
         self.assertIn("not in maintenance mode", text)
         self.assertEqual(self.count(), 3)
-        url_c = self.infra.cloud.db.pool.do_sync(
-            lambda conn: conn.execute(sa.select(model.hosts.c.url).where(model.hosts.c.uuid == self.c["id"])).scalar())
+        url_c: str = self.infra.cloud.db.pool.do_sync(
+            lambda conn: conn.execute(sa.select(model.hosts.c.url).where(model.hosts.c.uuid == self.c["id"]))
+            .scalar_one())
         self.assertIsNotNone(self.infra.hypervisors.connection(url_c))
         self.assertIs(self.infra.ok("deleteHost", id=self.c["id"])["success"], True)
         self.assertIsNone(self.infra.hypervisors.connection(url_c))
@@ -490,7 +491,7 @@ class MonitorTests(HostCase):
         os.rename(self.node + ".away", self.node)
         clock.advance(500)
         self.assertEqual(self.host(self.h["id"])["state"], "Down")
-        self.assertFalse([c for c in clock.getDelayedCalls() if c.func == self.infra.hosts._tick])
+        self.assertFalse([c for c in clock.getDelayedCalls() if getattr(c, "func", None) == self.infra.hosts._tick])
 
     def test_start_opens_every_host(self) -> None:
         """A monitor starting on stored hosts opens a connection to each at its first round."""
