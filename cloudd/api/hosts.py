@@ -240,6 +240,8 @@ async def update_host(ctx: CallContext) -> Result:
         await manager.set_allocation(host, allocation)
     if values or ctx.get("hosttags") is not None:
         await ctx.db.infra.update_host(host.id, values, _tags(ctx.get("hosttags")))
+    if "url" in values:
+        await manager.url_changed(host.url)
     updated = await ctx.db.infra.get_host(host.id)
     ctx.announce(EventInfo(f"Successfully updated host. Host Id: {host.uuid}", "Host", host.uuid, updated.name))
     return ObjectResult("host", HOST_OBJ.render(updated))

@@ -585,10 +585,13 @@ class InfraComponent(DBComponent):
 
         return self.pool.do(thd)
 
-    def touch_host(self, host_id: int) -> Deferred[None]:
-        """Record a successful ping."""
+    def touch_hosts(self, host_ids: Iterable[int]) -> Deferred[None]:
+        """Record a successful ping of each host (one statement for a whole round)."""
+        ids = list(host_ids)
+
         def thd(conn: Connection) -> None:
-            conn.execute(H.update().where(H.c.id == host_id).values(last_pinged=self.now()))
+            if ids:
+                conn.execute(H.update().where(H.c.id.in_(ids)).values(last_pinged=self.now()))
 
         return self.pool.do(thd)
 

@@ -181,10 +181,11 @@ class HostManager(Service):
     async def check_all(self) -> None:
         """Check every host once (all at the same time)."""
         hosts = await self.services.db.infra.live_hosts()
-        await gatherResults([Deferred.fromCoroutine(self.check(h)) for h in hosts], consumeErrors=True)
+        answered = await gatherResults([Deferred.fromCoroutine(self.check(h)) for h in hosts], consumeErrors=True)
+        await self.services.db.infra.touch_hosts(h.id for h, ok in zip(hosts, answered, strict=True) if ok)
 
-    async def check(self, host: Host) -> None:
-        """One check of one host: its connection answers, or it is opened again."""
+    async def check(self, host: Host) -> bool:
+        """One check of one host: its connection answers, or it is opened again. Whether it answered."""
         try:
             hv = self.hypervisors
             conn = hv.connection(host.url)
@@ -194,12 +195,12 @@ class HostManager(Service):
                 await conn.ping()
         except HypervisorError as exc:
             await self._failed(host, str(exc))
-        else:
-            await self._answered(host)
+            return False
+        await self._answered(host)
+        return True
 
     async def _answered(self, host: Host) -> None:
         db = self.services.db
-        await db.infra.touch_host(host.id)
         if STATUS.allows(host.state, CONNECT):
             if await STATUS.apply_any(db.infra.cas_host_state, host.id, CONNECT) is not None:
                 self.log.info("host {name} ({uuid}) is up again", name=host.name, uuid=host.uuid)
@@ -303,6 +304,13 @@ class HostManager(Service):
             "last_pinged": int(self.services.clock.seconds())})
         await STATUS.apply(db.infra.cas_host_state, host.id, S.CONNECTING, CONNECT)
         return await db.infra.get_host(host.id)
+
+    async def url_changed(self, old_url: str) -> None:
+        """A host's URL was changed: its old connection is closed; the next check opens the new one."""
+        hv = self.services.hypervisors
+        conn = hv.connection(old_url) if hv is not None else None
+        if conn is not None:
+            await conn.close()
 
     async def remove(self, host: Host, forced: bool = False) -> None:
         """Remove a host: allowed in maintenance, disabled, or when it is not connected, or `forced`;

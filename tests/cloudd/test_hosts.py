@@ -196,6 +196,18 @@ class ListUpdateDeleteTests(HostCase):
         on = self.infra.ok("updateHost", id=self.a["id"], allocationstate="Enable")["host"]
         self.assertEqual(on["resourcestate"], "Enabled")
 
+    def test_update_url(self) -> None:
+        """updateHost url= moves the host to another URI of its kind: the old connection is closed, and the
+        next check opens the new one."""
+        old = self.infra.node("ha")
+        new = self.infra.node("ha-moved", cpus=2)
+        self.assertIsNotNone(self.infra.hypervisors.connection(old))
+        self.infra.ok("updateHost", id=self.a["id"], url=new)
+        self.assertIsNone(self.infra.hypervisors.connection(old))
+        self.successResultOf(Deferred.fromCoroutine(self.infra.hosts.check_all()))
+        self.assertIsNotNone(self.infra.hypervisors.connection(new))
+        self.assertEqual(self.host(self.a["id"])["state"], "Up")
+
     def test_update_refusals(self) -> None:
         """A bad allocation state, disabling a Disabled host, and a URL of another kind are 431, and change
         nothing."""
