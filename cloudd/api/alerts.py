@@ -12,6 +12,7 @@ from cloudd.api.objects import Out, ResponseObject
 from cloudd.api.paging import page_of
 from cloudd.api.registry import INFRA, ROOT, Param, command
 from cloudd.api.results import ListResult, Result, SuccessResult
+from cloudd.api.service import EventInfo
 from cloudd.db.alerts import AlertFilter
 from cloudd.errors import internal, invalid_value
 from cloudd.orchestration.context import Services
@@ -84,7 +85,7 @@ def _selection(ctx: CallContext, what: str) -> tuple[list[str] | None, int | Non
     return uuids, kind, None if start is None else int(start), None if end is None else int(end)
 
 
-@command("deleteAlerts", description="Delete one or more alerts.", roles=ROOT, response=SUCCESS,
+@command("deleteAlerts", description="Delete one or more alerts.", roles=ROOT, response=SUCCESS, event="ALERTS.DELETE",
          java_class="org.apache.cloudstack.api.command.admin.resource.DeleteAlertsCmd",
          params=[P("ids", "list", "The IDs of the alerts", element=ALERT, related="listAlerts"),
                  P("enddate", "date", "End date range to delete alerts (including) this date (use format "
@@ -94,12 +95,15 @@ def _selection(ctx: CallContext, what: str) -> tuple[list[str] | None, int | Non
                  P("type", description="Delete by alert type")])
 async def delete_alerts(ctx: CallContext) -> Result:
     uuids, kind, start, end = _selection(ctx, "delete")
-    if await ctx.db.alerts.delete(uuids, kind, start, end, require_all=True) < 0:
+    count = await ctx.db.alerts.delete(uuids, kind, start, end, require_all=True)
+    if count < 0:
         raise internal("Unable to delete Alerts, one or more parameters has invalid values")
+    ctx.announce(EventInfo(f"Deleted {count} alert(s)", "Alert"))
     return SuccessResult()
 
 
 @command("archiveAlerts", description="Archive one or more alerts.", roles=ROOT, response=SUCCESS,
+         event="ALERTS.ARCHIVE",
          java_class="org.apache.cloudstack.api.command.admin.resource.ArchiveAlertsCmd",
          params=[P("ids", "list", "the IDs of the alerts", element=ALERT, related="listAlerts"),
                  P("enddate", "date", "end date range to archive alerts (including) this date (use format "
@@ -109,6 +113,8 @@ async def delete_alerts(ctx: CallContext) -> Result:
                  P("type", description="archive by alert type")])
 async def archive_alerts(ctx: CallContext) -> Result:
     uuids, kind, start, end = _selection(ctx, "archive")
-    if await ctx.db.alerts.archive(uuids, kind, start, end, require_all=True) < 0:
+    count = await ctx.db.alerts.archive(uuids, kind, start, end, require_all=True)
+    if count < 0:
         raise internal("Unable to archive Alerts, one or more parameters has invalid values")
+    ctx.announce(EventInfo(f"Archived {count} alert(s)", "Alert"))
     return SuccessResult()

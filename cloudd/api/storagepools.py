@@ -16,6 +16,7 @@ from cloudd.api.objects import Out, ResponseObject
 from cloudd.api.paging import page_of
 from cloudd.api.registry import INFRA, ROOT, Param, command
 from cloudd.api.results import ListResult, ObjectResult, Prepared, Result, SuccessResult
+from cloudd.api.service import EventInfo as CallEvent
 from cloudd.db.storage import PoolFilter, StoragePool
 from cloudd.errors import invalid_value
 from cloudd.orchestration.context import EventInfo, JobContext, Services
@@ -75,6 +76,7 @@ def render_pool(settings: Settings, pool: StoragePool) -> dict[str, Any]:
 
 
 @command("createStoragePool", description="Creates a storage pool.", roles=ROOT, response=STORAGE_POOL_OBJ,
+         event="STORAGE.POOL.CREATE",
          java_class="org.apache.cloudstack.api.command.admin.storage.CreateStoragePoolCmd",
          params=[P("clusterid", CLUSTER, "the cluster ID for the storage pool", related="listClusters"),
                  P("name", description="the name for the storage pool", required=True),
@@ -95,6 +97,7 @@ async def create_storage_pool(ctx: CallContext) -> Result:
         url=ctx.get("url"), scope=ctx.get("scope"), hypervisor=ctx.get("hypervisor"), tags=ctx.get("tags"),
         capacity_bytes=ctx.get("capacitybytes"), capacity_iops=ctx.get("capacityiops"),
         managed=bool(ctx.get("managed")), provider=ctx.get("provider"))
+    ctx.announce(CallEvent(f"Created storage pool {pool.name} ({pool.url})", "StoragePool", pool.uuid, pool.name))
     return ObjectResult("storagepool", render_pool(ctx.api.settings, pool))
 
 
@@ -123,7 +126,7 @@ async def list_storage_pools(ctx: CallContext) -> Result:
 
 
 @command("updateStoragePool", description="Updates a storage pool.", roles=ROOT, response=STORAGE_POOL_OBJ,
-         since="3.0.0", java_class="org.apache.cloudstack.api.command.admin.storage.UpdateStoragePoolCmd",
+         since="3.0.0", event="STORAGE.POOL.UPDATE", java_class="org.apache.cloudstack.api.command.admin.storage.UpdateStoragePoolCmd",
          params=[P("id", STORAGE_POOL, "The Id of the storage pool", required=True, related="listStoragePools"),
                  P("name", description="Change the name of the storage pool", since="4.15"),
                  P("tags", "list", "Comma-separated list of tags for the storage pool"),
@@ -135,16 +138,20 @@ async def update_storage_pool(ctx: CallContext) -> Result:
     pool = await storage_manager(ctx.services).update_pool(
         ctx.get("id"), name=ctx.get("name"), tags=ctx.get("tags"), capacity_bytes=ctx.get("capacitybytes"),
         capacity_iops=ctx.get("capacityiops"), enabled=ctx.get("enabled"))
+    ctx.announce(CallEvent(f"Updated storage pool with ID: {pool.uuid}", "StoragePool", pool.uuid, pool.name))
     return ObjectResult("storagepool", render_pool(ctx.api.settings, pool))
 
 
 @command("deleteStoragePool", description="Deletes a storage pool.", roles=ROOT, response=SUCCESS,
+         event="STORAGE.POOL.DELETE",
          java_class="org.apache.cloudstack.api.command.admin.storage.DeletePoolCmd",
          params=[P("id", STORAGE_POOL, "Storage pool id", required=True, related="listStoragePools"),
                  P("forced", "boolean", "Force destroy storage pool (force expunge volumes in Destroyed state as a "
                    "part of pool removal)")])
 async def delete_storage_pool(ctx: CallContext) -> Result:
-    await storage_manager(ctx.services).delete_pool(ctx.get("id"), bool(ctx.get("forced")))
+    pool: StoragePool = ctx.get("id")
+    await storage_manager(ctx.services).delete_pool(pool, bool(ctx.get("forced")))
+    ctx.announce(CallEvent(f"Deleted storage pool with ID: {pool.uuid}", "StoragePool", pool.uuid, pool.name))
     return SuccessResult()
 
 
@@ -170,7 +177,7 @@ async def _maintain_job(jc: JobContext, prepared: Prepared) -> Result:
 async def enable_storage_maintenance(ctx: CallContext) -> Prepared:
     pool: StoragePool = ctx.get("id")
     if not POOL.allows(pool.state, "maintain"):
-        raise invalid_value(f"Primary storage with id {pool.uuid} is not ready for maintenance, as the status is: "
+        raise invalid_value(f"Primary storage with id {pool.uuid} is not ready for migration, as the status is:"
                             f"{pool.state}")
     return _prepared(pool)
 

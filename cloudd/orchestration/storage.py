@@ -8,7 +8,7 @@ cluster (scope CLUSTER) or zone (scope ZONE) through the host connections of the
 pool is stored only once at least one host has it; when every host fails, nothing is stored.
 
 States (CloudStack's StoragePoolStatus) change only by compare-and-set through `POOL`:
-Up <-> Disabled; Up/Disabled/ErrorInMaintenance -> PrepareForMaintenance -> Maintenance (or
+Up <-> Disabled; Up/ErrorInMaintenance -> PrepareForMaintenance -> Maintenance (or
 ErrorInMaintenance when a host could not let go of it); Maintenance/ErrorInMaintenance ->
 CancelMaintenance -> Up (or back to Maintenance); Maintenance -> Removed. A job that died between
 two of them is returned by `recover_pool` to ErrorInMaintenance or Maintenance.
@@ -62,7 +62,6 @@ POOL = StateMachine("StoragePool", PoolState, {
     (S.UP, "disable"): S.DISABLED,
     (S.DISABLED, "enable"): S.UP,
     (S.UP, "maintain"): S.PREPARE_FOR_MAINTENANCE,
-    (S.DISABLED, "maintain"): S.PREPARE_FOR_MAINTENANCE,
     (S.ERROR_IN_MAINTENANCE, "maintain"): S.PREPARE_FOR_MAINTENANCE,
     (S.PREPARE_FOR_MAINTENANCE, "maintained"): S.MAINTENANCE,
     (S.PREPARE_FOR_MAINTENANCE, "fail"): S.ERROR_IN_MAINTENANCE,
@@ -339,8 +338,8 @@ class StorageManager(MultiService):
         try:
             await POOL.apply(self.orchestration.db.storage.cas_pool_state, pool.id, pool.state, "maintain")
         except InvalidTransition:
-            raise invalid_value(f"Primary storage with id {pool.uuid} is not ready for maintenance, as the status "
-                                f"is: {pool.state}") from None
+            raise invalid_value(f"Primary storage with id {pool.uuid} is not ready for migration, as the status "
+                                f"is:{pool.state}") from None
 
     async def finish_maintenance(self, pool_uuid: str) -> StoragePool:
         """The job of enableStorageMaintenance: every Up host lets go of the pool, then Maintenance; when

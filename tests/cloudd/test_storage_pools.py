@@ -294,10 +294,12 @@ class UpdateDeleteTests(PoolCase):
         self.assertEqual(cleared.get("tags"), "a,b", "an empty value is no value, as the binder reads it")
 
     def test_enable_disable(self) -> None:
-        """enabled=false disables an Up pool and enabled=true brings it back; the wrong way is 431."""
+        """enabled=false disables an Up pool and enabled=true brings it back; the wrong way is 431, and a
+        disabled pool cannot enter maintenance (as CloudStack: only Up or ErrorInMaintenance may)."""
         self.assertEqual(self.ok("updateStoragePool", id=self.pool["id"], enabled="false")["storagepool"]["state"],
                          "Disabled")
         self.assertIn("cannot be disabled", self.fails(431, "updateStoragePool", id=self.pool["id"], enabled="false"))
+        self.assertIn("not ready for migration", self.fails(431, "enableStorageMaintenance", id=self.pool["id"]))
         self.assertEqual(self.ok("updateStoragePool", id=self.pool["id"], enabled="true")["storagepool"]["state"], "Up")
         self.assertIn("cannot be enabled", self.fails(431, "updateStoragePool", id=self.pool["id"], enabled="true"))
 
@@ -334,7 +336,7 @@ class MaintenanceTests(PoolCase):
         self.assertEqual(res["jobinstancetype"], "StoragePool")
         for host in (self.h1, self.h2):
             self.assertIsNone(self.libvirt_pool(host, self.pool["id"]))
-        self.assertIn("is not ready for maintenance",
+        self.assertIn("is not ready for migration",
                       self.fails(431, "enableStorageMaintenance", id=self.pool["id"]))
         res = self.infra.job("cancelStorageMaintenance", id=self.pool["id"])
         self.assertEqual(res["jobstatus"], 1, res)
@@ -344,7 +346,7 @@ class MaintenanceTests(PoolCase):
         self.fails(431, "cancelStorageMaintenance", id=self.pool["id"])
         events = self.ok("listEvents", listall="true").get("event", [])
         types = {e["type"] for e in events if e["state"] == "Completed"}
-        self.assertTrue({"MAINT.PREPARE.PS", "MAINT.CANCEL.PS"} <= types, types)
+        self.assertTrue({"STORAGE.POOL.CREATE", "MAINT.PREPARE.PS", "MAINT.CANCEL.PS"} <= types, types)
 
     def test_a_host_that_keeps_the_pool_fails_maintenance(self) -> None:
         """When a host cannot let go of the pool, the job fails with 530 naming it and the pool is left
@@ -405,7 +407,7 @@ class MaintenanceTests(PoolCase):
 class StateMachineTests(SynchronousTestCase):
     ALLOWED = {
         ("Up", "disable"): "Disabled", ("Disabled", "enable"): "Up",
-        ("Up", "maintain"): "PrepareForMaintenance", ("Disabled", "maintain"): "PrepareForMaintenance",
+        ("Up", "maintain"): "PrepareForMaintenance",
         ("ErrorInMaintenance", "maintain"): "PrepareForMaintenance",
         ("PrepareForMaintenance", "maintained"): "Maintenance",
         ("PrepareForMaintenance", "fail"): "ErrorInMaintenance",
