@@ -285,6 +285,18 @@ class StorageComponent(DBComponent):
 
         return self.pool.do(thd)
 
+    def count_live_pools(self, zone_id: int | None = None, pod_id: int | None = None,
+                         cluster_id: int | None = None) -> Deferred[int]:
+        """Pools not removed in a zone, pod or cluster (what deleting those must refuse while any is left)."""
+        def thd(conn: Connection) -> int:
+            q = sa.select(sa.func.count()).select_from(SP).where(SP.c.removed.is_(None))
+            for column, value in ((SP.c.zone_id, zone_id), (SP.c.pod_id, pod_id), (SP.c.cluster_id, cluster_id)):
+                if value is not None:
+                    q = q.where(column == value)
+            return int(conn.execute(q).scalar_one())
+
+        return self.pool.do(thd)
+
     # -- writes -------------------------------------------------------------------------------------
 
     def create(self, new: NewPool, tags: Iterable[str], hosts: Iterable[tuple[int, str]]) -> Deferred[StoragePool]:

@@ -287,6 +287,29 @@ class StorageManager(MultiService):
                       uuid=pool.uuid, count=len(good), where=where)
         return pool
 
+    async def connect_host(self, host_id: int) -> int:
+        """Define on a host that joined (or came back) every live pool of its cluster, and every zone-wide
+        pool of its zone and hypervisor, as CloudStack does when a host connects; how many it has now.
+        A pool the host cannot define is logged and left to the next call."""
+        host = await self.orchestration.db.infra.get_host(host_id)
+        target = AttachableHost(host.id, host.uuid, host.name, host.url, host.hypervisor, host.cluster_id)
+        _, pools = await self.orchestration.db.storage.search(
+            PoolFilter(zone_id=host.zone_id, states=(S.UP.value, S.DISABLED.value)))
+        count = 0
+        for pool in pools:
+            if pool.scope == "CLUSTER" and (host.cluster_id is None or pool.cluster_id != host.cluster_id):
+                continue
+            if pool.scope == "ZONE" and pool.hypervisor != host.hypervisor:
+                continue
+            location = PoolLocation(pool.pool_type, "netfs" if pool.pool_type == TYPE_NFS else "dir",
+                                    pool.host_address, pool.path)
+            attached = await self._ensure_on(target, pool.uuid, location)
+            if attached.facts is not None:
+                await self.orchestration.db.storage.add_pool_host(pool.id, host.id,
+                                                                  self.local_path(location, pool.uuid))
+                count += 1
+        return count
+
     # --- update --------------------------------------------------------------------------------------
 
     async def update_pool(self, pool: StoragePool, *, name: str | None = None, tags: list[str] | None = None,

@@ -208,6 +208,29 @@ class CreateTests(PoolCase):
         self.assertEqual(sorted(h.host_name for h in hosts), ["h1", "h2"])
 
 
+class JoiningHostTests(PoolCase):
+    def test_a_joining_host_gets_the_pools_of_its_cluster_and_zone(self) -> None:
+        """connect_host defines on a new host the pools of its cluster and the zone-wide pools of its
+        hypervisor, and records it among each pool's hosts; pools of other clusters are left alone."""
+        mine = self.create("mine")
+        zonewide = self.create("zonewide", scope="zone", hypervisor="Simulator")
+        other = self.infra.cluster(self.pod, "cluster2")
+        self.infra.add_host(other, "h9")
+        theirs = self.create("theirs", clusterid=other["id"])
+        h3 = self.infra.add_host(self.cluster, "h3")
+        host_id = self.successResultOf(self.cloud.db.infra.get_host_by_uuid(h3["id"])).id
+        self.assertEqual(self.successResultOf(d(self.storage.connect_host(host_id))), 2)
+        self.assertIsNotNone(self.libvirt_pool(h3, mine["id"]))
+        self.assertIsNotNone(self.libvirt_pool(h3, zonewide["id"]))
+        self.assertIsNone(self.libvirt_pool(h3, theirs["id"]))
+        db = self.cloud.db.storage
+        refs = self.successResultOf(db.pool_hosts(self.successResultOf(db.get_by_uuid(mine["id"])).id))
+        self.assertEqual(sorted(r.host_name for r in refs), ["h1", "h2", "h3"])
+        self.assertEqual(self.successResultOf(d(self.storage.connect_host(host_id))), 2)
+        zone_id = self.successResultOf(self.cloud.db.infra.get_zone_by_uuid(self.zone["id"])).id
+        self.assertEqual(self.successResultOf(db.count_live_pools(zone_id=zone_id)), 3)
+
+
 class ListTests(PoolCase):
     def setUp(self) -> None:
         super().setUp()
