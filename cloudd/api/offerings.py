@@ -62,7 +62,8 @@ def offering_visible(caller: Caller, offering: ServiceOffering | DiskOffering) -
     if caller.is_root_admin or not offering.domains:
         return True
     mine = caller.domain_path
-    return any(mine.startswith(d.path) or (caller.is_admin and d.path.startswith(mine)) for d in offering.domains)
+    return any(mine.startswith(d.path) or (caller.is_admin and d.path.startswith(mine))
+               for d in offering.domains)
 
 
 async def _service_offering(s: Services, uuid: str) -> Any:
@@ -80,7 +81,8 @@ async def _domain(s: Services, uuid: str) -> Any:
 SERVICE_OFFERING = Entity("ServiceOffering", _service_offering, offering_visible)
 DISK_OFFERING = Entity("DiskOffering", _disk_offering, offering_visible)
 # domains named by an offering's domainid list: those the caller may see
-_DOMAIN = Entity("Domain", _domain, lambda caller, d: d.state == "Active" and access.can_see_domain(caller, d))
+_DOMAIN = Entity("Domain", _domain,
+                 lambda caller, d: d.state == "Active" and access.can_see_domain(caller, d))
 
 
 # --- response objects -----------------------------------------------------------------------------
@@ -98,8 +100,9 @@ def _rate_fields(what: str) -> list[Out]:
 
 
 def _details(o: ServiceOffering) -> dict[str, str] | None:
-    details = {k: str(v) for k, v in (("mincpunumber", o.min_cpu), ("maxcpunumber", o.max_cpu),
-                                       ("minmemory", o.min_memory), ("maxmemory", o.max_memory)) if v is not None}
+    bounds = (("mincpunumber", o.min_cpu), ("maxcpunumber", o.max_cpu), ("minmemory", o.min_memory),
+              ("maxmemory", o.max_memory))
+    details = {k: str(v) for k, v in bounds if v is not None}
     return details or None
 
 
@@ -116,29 +119,31 @@ SERVICE_OFFERING_OBJ = ResponseObject(
     Out("provisioningtype", "provisioning type used to create volumes. Valid values are thin, sparse, fat.",
         source="provisioning_type"),
     Out("offerha", "the ha support in the service offering", "boolean", source="offer_ha"),
-    Out("limitcpuuse", "restrict the CPU usage to committed service offering", "boolean", source="limit_cpu_use"),
-    Out("isvolatile", "true if the vm needs to be volatile, i.e., on every reboot of vm from API root disk is "
-        "discarded and creates a new root disk", "boolean", source="is_volatile"),
+    Out("limitcpuuse", "restrict the CPU usage to committed service offering", "boolean",
+        source="limit_cpu_use"),
+    Out("isvolatile", "true if the vm needs to be volatile, i.e., on every reboot of vm from API root disk "
+        "is discarded and creates a new root disk", "boolean", source="is_volatile"),
     Out("storagetags", "the tags for the service offering", source="tags"),
     Out("domainid", "the domain ID(s) this disk offering belongs to. Ignore this information as it is not "
         "currently applicable.", source=lambda o: _ids(o.domains)),
     Out("domain", "the domain name(s) this disk offering belongs to. Ignore this information as it is not "
         "currently applicable.", source=lambda o: _names(o.domains)),
-    Out("zoneid", "the zone ID(s) this disk offering belongs to. Ignore this information as it is not currently "
-        "applicable.", source=lambda o: _ids(o.zones)),
-    Out("zone", "the zone name(s) this disk offering belongs to. Ignore this information as it is not currently "
-        "applicable.", source=lambda o: _names(o.zones)),
+    Out("zoneid", "the zone ID(s) this disk offering belongs to. Ignore this information as it is not "
+        "currently applicable.", source=lambda o: _ids(o.zones)),
+    Out("zone", "the zone name(s) this disk offering belongs to. Ignore this information as it is not "
+        "currently applicable.", source=lambda o: _names(o.zones)),
     Out("hosttags", "the host tag for the service offering", source="host_tags"),
     Out("issystem", "is this a system vm offering", "boolean", source="is_system"),
     Out("defaultuse", "is this a  default system vm offering", "boolean", source="default_use"),
     Out("systemvmtype", "is this a the systemvm type for system vm offering", source="system_vm_type"),
-    Out("networkrate", "data transfer rate in megabits per second allowed.", "integer", source="network_rate"),
+    Out("networkrate", "data transfer rate in megabits per second allowed.", "integer",
+        source="network_rate"),
     Out("iscustomizediops", "true if disk offering uses custom iops, false otherwise", "boolean",
         source="customized_iops"),
     Out("miniops", "the min iops of the disk offering", "long", source="min_iops"),
     Out("maxiops", "the max iops of the disk offering", "long", source="max_iops"),
-    Out("hypervisorsnapshotreserve", "Hypervisor snapshot reserve space as a percent of a volume (for managed "
-        "storage using Xen or VMware)", "integer", source="hypervisor_snapshot_reserve"),
+    Out("hypervisorsnapshotreserve", "Hypervisor snapshot reserve space as a percent of a volume (for "
+        "managed storage using Xen or VMware)", "integer", source="hypervisor_snapshot_reserve"),
     *_rate_fields("service offering"),
     Out("deploymentplanner", "deployment strategy used to deploy VM.", source="deployment_planner"),
     Out("serviceofferingdetails", "additional key/value details tied with this service offering", "map",
@@ -149,14 +154,15 @@ SERVICE_OFFERING_OBJ = ResponseObject(
     Out("rootdisksize", "Root disk size in GB", "long", source="root_disk_size"),
     Out("dynamicscalingenabled", "true if virtual machine needs to be dynamically scalable of cpu or memory",
         "boolean", source="dynamic_scaling_enabled"),
-    Out("diskofferingstrictness", "True/False to indicate the strictness of the disk offering association with "
-        "the compute offering. When set to true, override of disk offering is not allowed when VM is deployed "
-        "and change disk offering is not allowed for the ROOT disk after the VM is deployed", "boolean",
-        source="disk_offering_strictness"),
+    Out("diskofferingstrictness", "True/False to indicate the strictness of the disk offering association "
+        "with the compute offering. When set to true, override of disk offering is not allowed when VM is "
+        "deployed and change disk offering is not allowed for the ROOT disk after the VM is deployed",
+        "boolean", source="disk_offering_strictness"),
     Out("diskofferingid", "the ID of the disk offering to which service offering is linked",
         source="disk_offering.uuid"),
     Out("diskofferingname", "name of the disk offering", source="disk_offering.name"),
-    Out("diskofferingdisplaytext", "the display text of the disk offering", source="disk_offering_display_text"),
+    Out("diskofferingdisplaytext", "the display text of the disk offering",
+        source="disk_offering_display_text"),
     Out("encryptroot", "true if virtual machine root disk will be encrypted on storage", "boolean",
         source="encrypt_root"),
     Out("hasannotations", "true if the entity/resource has annotations", "boolean", source=lambda o: False),
@@ -169,21 +175,22 @@ DISK_OFFERING_OBJ = ResponseObject(
         "currently applicable.", source=lambda o: _ids(o.domains)),
     Out("domain", "the domain name(s) this disk offering belongs to. Ignore this information as it is not "
         "currently applicable.", source=lambda o: _names(o.domains)),
-    Out("zoneid", "the zone ID(s) this disk offering belongs to. Ignore this information as it is not currently "
-        "applicable.", source=lambda o: _ids(o.zones)),
-    Out("zone", "the zone name(s) this disk offering belongs to. Ignore this information as it is not currently "
-        "applicable.", source=lambda o: _names(o.zones)),
+    Out("zoneid", "the zone ID(s) this disk offering belongs to. Ignore this information as it is not "
+        "currently applicable.", source=lambda o: _ids(o.zones)),
+    Out("zone", "the zone name(s) this disk offering belongs to. Ignore this information as it is not "
+        "currently applicable.", source=lambda o: _names(o.zones)),
     Out("name", "the name of the disk offering"),
     Out("displaytext", "an alternate display text of the disk offering.", source="display_text"),
     Out("disksize", "the size of the disk offering in GB", "long", source=lambda o: o.disk_size // GB),
     Out("created", "the date this disk offering was created", "date"),
-    Out("iscustomized", "true if disk offering uses custom size, false otherwise", "boolean", source="customized"),
+    Out("iscustomized", "true if disk offering uses custom size, false otherwise", "boolean",
+        source="customized"),
     Out("iscustomizediops", "true if disk offering uses custom iops, false otherwise", "boolean",
         source="customized_iops"),
     Out("miniops", "the min iops of the disk offering", "long", source="min_iops"),
     Out("maxiops", "the max iops of the disk offering", "long", source="max_iops"),
-    Out("hypervisorsnapshotreserve", "Hypervisor snapshot reserve space as a percent of a volume (for managed "
-        "storage using Xen or VMware)", "integer", source="hypervisor_snapshot_reserve"),
+    Out("hypervisorsnapshotreserve", "Hypervisor snapshot reserve space as a percent of a volume (for "
+        "managed storage using Xen or VMware)", "integer", source="hypervisor_snapshot_reserve"),
     Out("tags", "the tags for the disk offering"),
     Out("storagetype", "the storage type for this disk offering", source="storage_type"),
     Out("provisioningtype", "provisioning type used to create volumes. Valid values are thin, sparse, fat.",
@@ -245,8 +252,8 @@ def _disk_values(ctx: CallContext, what: str) -> dict[str, Any]:
         for op in ("read", "write"):
             rate, burst = values.get(f"{kind}_{op}_rate"), values.get(f"{kind}_{op}_rate_max")
             if rate and burst and burst < rate:
-                raise invalid_value(f"{kind.capitalize()} {op} rate ({rate}) cannot be greater than {kind} {op} "
-                                    f"rate max ({burst})")
+                raise invalid_value(f"{kind.capitalize()} {op} rate ({rate}) cannot be greater than {kind} "
+                                    f"{op} rate max ({burst})")
     if ctx.get("customizediops") is not None:
         values["customized_iops"] = bool(ctx.get("customizediops"))
     min_iops, max_iops = ctx.get("miniops"), ctx.get("maxiops")
@@ -262,7 +269,8 @@ def _disk_values(ctx: CallContext, what: str) -> dict[str, Any]:
     reserve = ctx.get("hypervisorsnapshotreserve")
     if reserve is not None:
         if reserve < 0:
-            raise invalid_value("If provided, Hypervisor Snapshot Reserve must be greater than or equal to 0.")
+            raise invalid_value("If provided, Hypervisor Snapshot Reserve must be greater than or equal to "
+                                "0.")
         values["hypervisor_snapshot_reserve"] = reserve
     if ctx.get("cachemode") is not None:
         values["cache_mode"] = _choice("cache mode", ctx.get("cachemode"), CACHE_MODES)
@@ -332,8 +340,8 @@ def _not_yet(ctx: CallContext, name: str) -> None:
 
 def _bound(name: str, value: int | None, low: int, what: str) -> int | None:
     if value is not None and not low <= value <= INT_MAX:
-        raise invalid_value(f"Failed to create service offering {what}: specify the {name} value between {low} "
-                            f"and {INT_MAX}")
+        raise invalid_value(f"Failed to create service offering {what}: specify the {name} value between "
+                            f"{low} and {INT_MAX}")
     return value
 
 
@@ -346,14 +354,15 @@ def _compute_values(ctx: CallContext, name: str) -> dict[str, Any]:
     bounds = {p: ctx.get(p) for p in ("mincpunumber", "maxcpunumber", "minmemory", "maxmemory")}
     if customized:
         if cpu is not None or memory is not None:
-            raise invalid_value(f"Failed to create service offering {name}: cpunumber and memory are chosen when "
-                                "the VM is deployed for a customized offering; bound them with mincpunumber, "
-                                "maxcpunumber, minmemory and maxmemory")
+            raise invalid_value(f"Failed to create service offering {name}: cpunumber and memory are chosen "
+                                "when the VM is deployed for a customized offering; bound them with "
+                                "mincpunumber, maxcpunumber, minmemory and maxmemory")
         _bound("minimum cpu number", bounds["mincpunumber"], 1, name)
         _bound("maximum cpu number", bounds["maxcpunumber"], 1, name)
         _bound("minimum memory", bounds["minmemory"], 32, name)
         _bound("maximum memory", bounds["maxmemory"], 32, name)
-        for low, high, what in (("mincpunumber", "maxcpunumber", "cpu number"), ("minmemory", "maxmemory", "memory")):
+        for low, high, what in (("mincpunumber", "maxcpunumber", "cpu number"),
+                                ("minmemory", "maxmemory", "memory")):
             if bounds[low] is not None and bounds[high] is not None and bounds[low] > bounds[high]:
                 raise invalid_value(f"Failed to create service offering {name}: the minimum {what} "
                                     f"({bounds[low]}) must not be greater than the maximum ({bounds[high]})")
@@ -363,17 +372,17 @@ def _compute_values(ctx: CallContext, name: str) -> dict[str, Any]:
                 "max_memory": bounds["maxmemory"]}
     given = [p for p, v in bounds.items() if v is not None]
     if given:
-        raise invalid_value(f"Failed to create service offering {name}: {', '.join(given)} may be given only for "
-                            "a customized offering")
+        raise invalid_value(f"Failed to create service offering {name}: {', '.join(given)} may be given only "
+                            "for a customized offering")
     if cpu is None or not 1 <= cpu <= INT_MAX:
-        raise invalid_value(f"Failed to create service offering {name}: specify the cpu number value between 1 and "
-                            f"{INT_MAX}")
+        raise invalid_value(f"Failed to create service offering {name}: specify the cpu number value between "
+                            f"1 and {INT_MAX}")
     if speed is None or not 1 <= speed <= INT_MAX:
-        raise invalid_value(f"Failed to create service offering {name}: specify the cpu speed value between 1 and "
-                            f"{INT_MAX}")
+        raise invalid_value(f"Failed to create service offering {name}: specify the cpu speed value between "
+                            f"1 and {INT_MAX}")
     if memory is None or not 32 <= memory <= INT_MAX:
-        raise invalid_value(f"Failed to create service offering {name}: specify the memory value between 32 and "
-                            f"{INT_MAX} MB")
+        raise invalid_value(f"Failed to create service offering {name}: specify the memory value between 32 "
+                            f"and {INT_MAX} MB")
     return {"cpu": cpu, "speed": speed, "ram_size": memory}
 
 
@@ -398,49 +407,50 @@ COMPUTE_PARAMS = [
                  P("displaytext", description="The display text of the service offering, defaults to 'name'.",
                    length=4096),
                  *COMPUTE_PARAMS,
-                 P("storagetype", description="the storage type of the service offering. Values are local and "
-                   "shared."),
-                 P("provisioningtype", description="provisioning type used to create volumes. Valid values are "
-                   "thin, sparse, fat."),
+                 P("storagetype", description="the storage type of the service offering. Values are local "
+                   "and shared."),
+                 P("provisioningtype", description="provisioning type used to create volumes. Valid values "
+                   "are thin, sparse, fat."),
                  P("offerha", "boolean", "the HA for the service offering"),
                  P("limitcpuuse", "boolean", "restrict the CPU usage to committed service offering"),
-                 P("isvolatile", "boolean", "true if the virtual machine needs to be volatile so that on every "
-                   "reboot of VM, original root disk is dettached then destroyed and a fresh root disk is created "
-                   "and attached to VM"),
+                 P("isvolatile", "boolean", "true if the virtual machine needs to be volatile so that on "
+                   "every reboot of VM, original root disk is dettached then destroyed and a fresh root "
+                   "disk is created and attached to VM"),
                  P("tags", description="the tags for this service offering.", length=1024),
                  P("domainid", "list", "the ID of the containing domain(s), null for public offerings",
                    element=_DOMAIN, related="listDomains"),
-                 P("zoneid", "list", "the ID of the containing zone(s), null for public offerings", element=ZONE,
-                   since="4.13", related="listZones"),
+                 P("zoneid", "list", "the ID of the containing zone(s), null for public offerings",
+                   element=ZONE, since="4.13", related="listZones"),
                  P("hosttags", description="the host tag for this service offering.", length=1024),
                  P("issystem", "boolean", "is this a system vm offering"),
                  P("systemvmtype", description="the system VM type. Possible types are \"domainrouter\", "
                    "\"consoleproxy\" and \"secondarystoragevm\"."),
                  P("isdefaultuse", "boolean", "set offering as a default one"),
-                 P("networkrate", "integer", "data transfer rate in megabits per second allowed. Supported only "
-                   "for non-System offering and system offerings having \"domainrouter\" systemvmtype"),
-                 P("deploymentplanner", description="The deployment planner heuristics used to deploy a VM of this "
-                   "offering. If null, value of global config vm.deployment.planner is used"),
+                 P("networkrate", "integer", "data transfer rate in megabits per second allowed. Supported "
+                   "only for non-System offering and system offerings having \"domainrouter\" systemvmtype"),
+                 P("deploymentplanner", description="The deployment planner heuristics used to deploy a VM "
+                   "of this offering. If null, value of global config vm.deployment.planner is used"),
                  P("serviceofferingdetails", "map", "details for planner, used to store specific parameters"),
                  P("rootdisksize", "long", "the Root disk size in GB.", since="4.15"),
                  *_rate_params("disk offering"),
-                 P("customizediops", "boolean", "whether compute offering iops is custom or not", since="4.4"),
+                 P("customizediops", "boolean", "whether compute offering iops is custom or not",
+                   since="4.4"),
                  P("miniops", "long", "min iops of the compute offering", since="4.4"),
                  P("maxiops", "long", "max iops of the compute offering", since="4.4"),
-                 P("hypervisorsnapshotreserve", "integer", "Hypervisor snapshot reserve space as a percent of a "
-                   "volume (for managed storage using Xen or VMware)", since="4.4"),
-                 P("cachemode", description="the cache mode to use for this disk offering. none, writeback or "
-                   "writethrough", since="4.14"),
-                 P("storagepolicy", "uuid", "Name of the storage policy defined at vCenter, this is applicable "
-                   "only for VMware", since="4.15"),
-                 P("dynamicscalingenabled", "boolean", "true if virtual machine needs to be dynamically scalable "
-                   "of cpu or memory", since="4.16"),
+                 P("hypervisorsnapshotreserve", "integer", "Hypervisor snapshot reserve space as a percent "
+                   "of a volume (for managed storage using Xen or VMware)", since="4.4"),
+                 P("cachemode", description="the cache mode to use for this disk offering. none, writeback "
+                   "or writethrough", since="4.14"),
+                 P("storagepolicy", "uuid", "Name of the storage policy defined at vCenter, this is "
+                   "applicable only for VMware", since="4.15"),
+                 P("dynamicscalingenabled", "boolean", "true if virtual machine needs to be dynamically "
+                   "scalable of cpu or memory", since="4.16"),
                  P("diskofferingid", DISK_OFFERING, "the ID of the disk offering to which service offering "
                    "should be mapped", since="4.17", related="listDiskOfferings"),
                  P("diskofferingstrictness", "boolean", "True/False to indicate the strictness of the disk "
-                   "offering association with the compute offering. When set to true, override of disk offering "
-                   "is not allowed when VM is deployed and change disk offering is not allowed for the ROOT disk "
-                   "after the VM is deployed", since="4.17"),
+                   "offering association with the compute offering. When set to true, override of disk "
+                   "offering is not allowed when VM is deployed and change disk offering is not allowed for "
+                   "the ROOT disk after the VM is deployed", since="4.17"),
                  P("encryptroot", "boolean", "VMs using this offering require root volume encryption",
                    since="4.18")])
 async def create_service_offering(ctx: CallContext) -> Result:
@@ -448,8 +458,8 @@ async def create_service_offering(ctx: CallContext) -> Result:
     values: dict[str, Any] = {"name": name, "display_text": (ctx.get("displaytext") or "").strip() or name}
     values.update(_compute_values(ctx, name))
     values["storage_type"] = _storage_type(ctx.get("storagetype"))
-    values["provisioning_type"] = _choice("provisioning type", ctx.get("provisioningtype"), PROVISIONING_TYPES,
-                                          "thin")
+    values["provisioning_type"] = _choice("provisioning type", ctx.get("provisioningtype"),
+                                          PROVISIONING_TYPES, "thin")
     is_system = bool(ctx.get("issystem"))
     vm_type = ctx.get("systemvmtype")
     if is_system:
@@ -459,8 +469,8 @@ async def create_service_offering(ctx: CallContext) -> Result:
     rate = ctx.get("networkrate")
     if rate is not None:
         if is_system and vm_type != "domainrouter":
-            raise invalid_value("Network rate can be specified only for non-System offering and system offerings "
-                                "having \"domainrouter\" systemvmtype")
+            raise invalid_value("Network rate can be specified only for non-System offering and system "
+                                "offerings having \"domainrouter\" systemvmtype")
         if rate < 0:
             raise invalid_value("Network rate must not be negative")
     root = ctx.get("rootdisksize")
@@ -469,12 +479,14 @@ async def create_service_offering(ctx: CallContext) -> Result:
     disk: DiskOffering | None = ctx.get("diskofferingid")
     values.update(
         offer_ha=bool(ctx.get("offerha")), limit_cpu_use=bool(ctx.get("limitcpuuse")),
-        is_volatile=bool(ctx.get("isvolatile")), tags=_tags(ctx.get("tags")), host_tags=_tags(ctx.get("hosttags")),
+        is_volatile=bool(ctx.get("isvolatile")), tags=_tags(ctx.get("tags")),
+        host_tags=_tags(ctx.get("hosttags")),
         is_system=is_system, system_vm_type=vm_type, default_use=bool(ctx.get("isdefaultuse")) and is_system,
         network_rate=rate, deployment_planner=ctx.get("deploymentplanner"), root_disk_size=root,
         dynamic_scaling_enabled=ctx.get("dynamicscalingenabled") is not False,
         disk_offering_id=disk.id if disk is not None else None,
-        disk_offering_strictness=bool(ctx.get("diskofferingstrictness")), encrypt_root=bool(ctx.get("encryptroot")))
+        disk_offering_strictness=bool(ctx.get("diskofferingstrictness")),
+        encrypt_root=bool(ctx.get("encryptroot")))
     values.update(_disk_values(ctx, "service offering"))
     domains = [d.id for d in ctx.get("domainid") or []]
     zones = [z.id for z in ctx.get("zoneid") or []]
@@ -491,12 +503,13 @@ async def create_service_offering(ctx: CallContext) -> Result:
                  P("name", description="name of the service offering"),
                  P("domainid", "uuid", "the ID of the domain associated with the service offering",
                    related="listDomains"),
-                 P("isrecursive", "boolean", "defaults to false, but if true, lists all resources from the parent "
-                   "specified by the domainId till leaves."),
-                 P("listall", "boolean", "If set to false, list only resources belonging to the command's caller; "
-                   "if set to true - list resources that the caller is authorized to see. Default value is false"),
-                 P("virtualmachineid", "uuid", "the ID of the virtual machine. Pass this in if you want to see the "
-                   "available service offering that a virtual machine can be changed to.",
+                 P("isrecursive", "boolean", "defaults to false, but if true, lists all resources from the "
+                   "parent specified by the domainId till leaves."),
+                 P("listall", "boolean", "If set to false, list only resources belonging to the command's "
+                   "caller; if set to true - list resources that the caller is authorized to see. Default "
+                   "value is false"),
+                 P("virtualmachineid", "uuid", "the ID of the virtual machine. Pass this in if you want to "
+                   "see the available service offering that a virtual machine can be changed to.",
                    related="listVirtualMachines"),
                  P("issystem", "boolean", "is this a system vm offering"),
                  P("systemvmtype", description="the system VM type. Possible types are \"consoleproxy\", "
@@ -524,8 +537,8 @@ async def list_service_offerings(ctx: CallContext) -> Result:
 
 
 SCOPE_UPDATE_PARAMS = [
-    P("domainid", description="the ID of the containing domain(s) as comma separated string, public for public "
-      "offerings", length=4096, since="4.13"),
+    P("domainid", description="the ID of the containing domain(s) as comma separated string, public for "
+      "public offerings", length=4096, since="4.13"),
     P("zoneid", description="the ID of the containing zone(s) as comma separated string, all for all zones "
       "offerings", length=4096, since="4.13"),
 ]
@@ -543,8 +556,8 @@ SCOPE_UPDATE_PARAMS = [
                  *SCOPE_UPDATE_PARAMS,
                  P("storagetags", description="comma-separated list of tags for the service offering, tags "
                    "should match with existing storage pool tags", length=1024, since="4.16"),
-                 P("hosttags", description="comma-separated list of tags for the service offering, tags should "
-                   "match with existing storage pool tags", length=1024, since="4.16")])
+                 P("hosttags", description="comma-separated list of tags for the service offering, tags "
+                   "should match with existing storage pool tags", length=1024, since="4.16")])
 async def update_service_offering(ctx: CallContext) -> Result:
     offering: ServiceOffering = ctx.get("id")
     values: dict[str, Any] = {}
@@ -598,24 +611,24 @@ async def delete_service_offering(ctx: CallContext) -> Result:
                  P("tags", description="tags for the disk offering", length=1024),
                  P("domainid", "list", "the ID of the containing domain(s), null for public offerings",
                    element=_DOMAIN, related="listDomains"),
-                 P("zoneid", "list", "the ID of the containing zone(s), null for public offerings", element=ZONE,
-                   since="4.13", related="listZones"),
+                 P("zoneid", "list", "the ID of the containing zone(s), null for public offerings",
+                   element=ZONE, since="4.13", related="listZones"),
                  P("storagetype", description="the storage type of the disk offering. Values are local and "
                    "shared."),
-                 P("provisioningtype", description="provisioning type used to create volumes. Valid values are "
-                   "thin, sparse, fat."),
+                 P("provisioningtype", description="provisioning type used to create volumes. Valid values "
+                   "are thin, sparse, fat."),
                  *_rate_params("disk offering"),
                  P("customizediops", "boolean", "whether disk offering iops is custom or not", since="4.4"),
                  P("miniops", "long", "min iops of the disk offering", since="4.4"),
                  P("maxiops", "long", "max iops of the disk offering", since="4.4"),
-                 P("hypervisorsnapshotreserve", "integer", "Hypervisor snapshot reserve space as a percent of a "
-                   "volume (for managed storage using Xen or VMware)", since="4.4"),
-                 P("cachemode", description="the cache mode to use for this disk offering. none, writeback or "
-                   "writethrough", since="4.14"),
-                 P("displayoffering", "boolean", "an optional field, whether to display the offering to the end "
-                   "user or not."),
-                 P("storagepolicy", "uuid", "Name of the storage policy defined at vCenter, this is applicable "
-                   "only for VMware", since="4.15"),
+                 P("hypervisorsnapshotreserve", "integer", "Hypervisor snapshot reserve space as a percent "
+                   "of a volume (for managed storage using Xen or VMware)", since="4.4"),
+                 P("cachemode", description="the cache mode to use for this disk offering. none, writeback "
+                   "or writethrough", since="4.14"),
+                 P("displayoffering", "boolean", "an optional field, whether to display the offering to the "
+                   "end user or not."),
+                 P("storagepolicy", "uuid", "Name of the storage policy defined at vCenter, this is "
+                   "applicable only for VMware", since="4.15"),
                  P("disksizestrictness", "boolean", "To allow or disallow the resize operation on the disks "
                    "created from this disk offering, if the flag is true then resize is not allowed",
                    since="4.17"),
@@ -631,14 +644,16 @@ async def create_disk_offering(ctx: CallContext) -> Result:
     if size is not None and size > high:
         raise invalid_value(f"The maximum size for a disk is {high} Gb.")
     if customized and size is not None:
-        raise invalid_value("Disksize is not allowed for a customized disk offering: the size is chosen when the "
-                            f"volume is created (between {low} and {high} GB)")
+        raise invalid_value("Disksize is not allowed for a customized disk offering: the size is chosen "
+                            f"when the volume is created (between {low} and {high} GB)")
     if not customized and size is None:
         raise invalid_value("Disksize is required for a non-customized disk offering")
     values: dict[str, Any] = {
         "name": name, "display_text": (ctx.get("displaytext") or "").strip() or name,
-        "disk_size": (size or 0) * GB, "customized": customized, "storage_type": _storage_type(ctx.get("storagetype")),
-        "provisioning_type": _choice("provisioning type", ctx.get("provisioningtype"), PROVISIONING_TYPES, "thin"),
+        "disk_size": (size or 0) * GB, "customized": customized,
+        "storage_type": _storage_type(ctx.get("storagetype")),
+        "provisioning_type": _choice("provisioning type", ctx.get("provisioningtype"), PROVISIONING_TYPES,
+                                     "thin"),
         "tags": _tags(ctx.get("tags")), "display_offering": ctx.get("displayoffering") is not False,
         "disk_size_strictness": bool(ctx.get("disksizestrictness")), "encrypt": bool(ctx.get("encrypt")),
     }
@@ -657,13 +672,15 @@ async def create_disk_offering(ctx: CallContext) -> Result:
          params=[P("id", DISK_OFFERING, "ID of the disk offering", related="listDiskOfferings"),
                  P("name", description="name of the disk offering"),
                  P("domainid", "uuid", "the ID of the domain of the disk offering.", related="listDomains"),
-                 P("isrecursive", "boolean", "defaults to false, but if true, lists all resources from the parent "
-                   "specified by the domainId till leaves."),
-                 P("listall", "boolean", "If set to false, list only resources belonging to the command's caller; "
-                   "if set to true - list resources that the caller is authorized to see. Default value is false"),
+                 P("isrecursive", "boolean", "defaults to false, but if true, lists all resources from the "
+                   "parent specified by the domainId till leaves."),
+                 P("listall", "boolean", "If set to false, list only resources belonging to the command's "
+                   "caller; if set to true - list resources that the caller is authorized to see. Default "
+                   "value is false"),
                  P("zoneid", ZONE, "id of zone disk offering is associated with", since="4.13",
                    related="listZones"),
-                 P("volumeid", "uuid", "The ID of the volume, tags of the volume are used to filter the offerings",
+                 P("volumeid", "uuid", "The ID of the volume, tags of the volume are used to filter the "
+                                       "offerings",
                    since="4.17", related="listVolumes"),
                  P("storagetype", description="the storage type of the disk offering. Values are local and "
                    "shared.", since="4.19")])
@@ -681,16 +698,17 @@ async def list_disk_offerings(ctx: CallContext) -> Result:
 @command("updateDiskOffering", description="Updates a disk offering.", roles=ROOT, response=DISK_OFFERING_OBJ,
          event="DISK.OFFERING.EDIT",
          java_class="org.apache.cloudstack.api.command.admin.offering.UpdateDiskOfferingCmd",
-         params=[P("id", DISK_OFFERING, "ID of the disk offering", required=True, related="listDiskOfferings"),
+         params=[P("id", DISK_OFFERING, "ID of the disk offering", required=True,
+                   related="listDiskOfferings"),
                  P("name", description="updates name of the disk offering with this value"),
                  P("displaytext", description="updates alternate display text of the disk offering with this "
                    "value", length=4096),
                  P("sortkey", "integer", "sort key of the disk offering, integer"),
-                 P("displayoffering", "boolean", "an optional field, whether to display the offering to the end "
-                   "user or not."),
+                 P("displayoffering", "boolean", "an optional field, whether to display the offering to the "
+                   "end user or not."),
                  *SCOPE_UPDATE_PARAMS,
-                 P("tags", description="comma-separated list of tags for the disk offering, tags should match "
-                   "with existing storage pool tags", length=1024, since="4.15"),
+                 P("tags", description="comma-separated list of tags for the disk offering, tags should "
+                   "match with existing storage pool tags", length=1024, since="4.15"),
                  P("cachemode", description="the cache mode to use for this disk offering", since="4.15")])
 async def update_disk_offering(ctx: CallContext) -> Result:
     offering: DiskOffering = ctx.get("id")
@@ -717,7 +735,8 @@ async def update_disk_offering(ctx: CallContext) -> Result:
 @command("deleteDiskOffering", description="Deletes a disk offering.", roles=ROOT, response=SUCCESS,
          event="DISK.OFFERING.DELETE",
          java_class="org.apache.cloudstack.api.command.admin.offering.DeleteDiskOfferingCmd",
-         params=[P("id", DISK_OFFERING, "ID of the disk offering", required=True, related="listDiskOfferings")])
+         params=[P("id", DISK_OFFERING, "ID of the disk offering", required=True,
+                   related="listDiskOfferings")])
 async def delete_disk_offering(ctx: CallContext) -> Result:
     offering: DiskOffering = ctx.get("id")
     try:

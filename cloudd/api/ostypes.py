@@ -60,8 +60,8 @@ OS_CATEGORY_OBJ = ResponseObject(
          params=[P("id", OS_TYPE, "list by Os type Id", related="listOsTypes"),
                  P("oscategoryid", OS_CATEGORY, "list by Os Category id", related="listOsCategories"),
                  P("description", description="list os by description", since="3.0.1"),
-                 P("fordisplay", "boolean", "list resources by display flag; only ROOT admin is eligible to pass "
-                   "this parameter", since="4.18.1")])
+                 P("fordisplay", "boolean", "list resources by display flag; only ROOT admin is eligible to "
+                   "pass this parameter", since="4.18.1")])
 async def list_os_types(ctx: CallContext) -> Result:
     for_display = ctx.get("fordisplay")
     if not ctx.caller.is_root_admin:
@@ -70,8 +70,9 @@ async def list_os_types(ctx: CallContext) -> Result:
         for_display = True
     os_type, category = ctx.get("id"), ctx.get("oscategoryid")
     total, types = await ctx.db.ostypes.search(
-        os_id=os_type.id if os_type is not None else None, category_id=category.id if category is not None else None,
-        description=ctx.get("description"), keyword=ctx.get("keyword"), for_display=for_display, page=page_of(ctx))
+        os_id=os_type.id if os_type is not None else None,
+        category_id=category.id if category is not None else None, description=ctx.get("description"),
+        keyword=ctx.get("keyword"), for_display=for_display, page=page_of(ctx))
     return ListResult("ostype", [OS_TYPE_OBJ.render(t) for t in types], total)
 
 
@@ -99,7 +100,8 @@ def _display_name(value: str | None) -> str:
 
 async def _unique(ctx: CallContext, name: str, except_id: int | None = None) -> None:
     if await ctx.db.ostypes.name_in_use(name, except_id):
-        raise invalid_value(f"The specified Guest OS name : {name} already exists. Please specify a unique name")
+        raise invalid_value(f"The specified Guest OS name : {name} already exists. Please specify a unique "
+                            "name")
 
 
 def _user_defined(os_type: OsType, action: str) -> None:
@@ -121,7 +123,8 @@ async def _added_guest_os(jc: JobContext, prepared: Prepared) -> Result:
                  P("osdisplayname", description="Unique display name for Guest OS", required=True),
                  P("name", description="Optional name for Guest OS"),
                  P("details", "map", "Map of (key/value pairs)"),
-                 P("fordisplay", "boolean", "whether this guest OS is available for end users", field="forDisplay")])
+                 P("fordisplay", "boolean", "whether this guest OS is available for end users",
+                   field="forDisplay")])
 async def add_guest_os(ctx: CallContext) -> Prepared:
     name = _display_name(ctx.get("osdisplayname"))
     await _unique(ctx, name)
@@ -140,13 +143,15 @@ async def _update_guest_os(jc: JobContext, prepared: Prepared) -> Result:
     return ObjectResult("ostype", OS_TYPE_OBJ.render(updated))
 
 
-@command("updateGuestOs", description="Updates the information about Guest OS", roles=ROOT, response=OS_TYPE_OBJ,
+@command("updateGuestOs", description="Updates the information about Guest OS", roles=ROOT,
+         response=OS_TYPE_OBJ,
          event="GUEST.OS.UPDATE", is_async=True, run=_update_guest_os, since="4.4.0",
          java_class="org.apache.cloudstack.api.command.admin.guest.UpdateGuestOsCmd",
          params=[P("id", OS_TYPE, "UUID of the Guest OS", required=True, related="listOsTypes"),
                  P("osdisplayname", description="Unique display name for Guest OS", required=True),
                  P("details", "map", "Map of (key/value pairs)"),
-                 P("fordisplay", "boolean", "whether this guest OS is available for end users", field="forDisplay")])
+                 P("fordisplay", "boolean", "whether this guest OS is available for end users",
+                   field="forDisplay")])
 async def update_guest_os(ctx: CallContext) -> Prepared:
     os_type: OsType = ctx.get("id")
     _user_defined(os_type, "modify")
@@ -167,7 +172,8 @@ async def _remove_guest_os(jc: JobContext, prepared: Prepared) -> Result:
 
 
 @command("removeGuestOs", description="Removes a Guest OS from listing.", roles=ROOT,
-         response=doc("success", *SUCCESS_FIELDS), event="GUEST.OS.REMOVE", is_async=True, run=_remove_guest_os,
+         response=doc("success", *SUCCESS_FIELDS), event="GUEST.OS.REMOVE", is_async=True,
+         run=_remove_guest_os,
          since="4.4.0", java_class="org.apache.cloudstack.api.command.admin.guest.RemoveGuestOsCmd",
          params=[P("id", OS_TYPE, "ID of the guest OS", required=True, related="listOsTypes")])
 async def remove_guest_os(ctx: CallContext) -> Prepared:

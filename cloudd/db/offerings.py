@@ -172,13 +172,15 @@ class OfferingsComponent(DBComponent):
     # --- reads ----------------------------------------------------------------------------------
 
     def get_service_offering(self, offering_id: int) -> Deferred[ServiceOffering]:
-        return self.pool.do(lambda conn: self.thd_get(conn, ServiceOffering, SO.c.id == offering_id, offering_id))
+        return self.pool.do(
+            lambda conn: self.thd_get(conn, ServiceOffering, SO.c.id == offering_id, offering_id))
 
     def get_service_offering_by_uuid(self, uuid: str) -> Deferred[ServiceOffering]:
         return self.pool.do(lambda conn: self.thd_get(conn, ServiceOffering, SO.c.uuid == uuid, uuid))
 
     def get_disk_offering(self, offering_id: int) -> Deferred[DiskOffering]:
-        return self.pool.do(lambda conn: self.thd_get(conn, DiskOffering, DO.c.id == offering_id, offering_id))
+        return self.pool.do(
+            lambda conn: self.thd_get(conn, DiskOffering, DO.c.id == offering_id, offering_id))
 
     def get_disk_offering_by_uuid(self, uuid: str) -> Deferred[DiskOffering]:
         return self.pool.do(lambda conn: self.thd_get(conn, DiskOffering, DO.c.uuid == uuid, uuid))
@@ -260,7 +262,8 @@ class OfferingsComponent(DBComponent):
             where.append(table.c.id.in_(linked.where(OD.c.domain_id == f.domain_id)))
         if f.zone_id is not None:
             zoned = sa.select(OZ.c.offering_id).where(OZ.c.offering_type == kind)
-            where.append(sa.or_(table.c.id.not_in(zoned), table.c.id.in_(zoned.where(OZ.c.zone_id == f.zone_id))))
+            where.append(sa.or_(table.c.id.not_in(zoned),
+                                table.c.id.in_(zoned.where(OZ.c.zone_id == f.zone_id))))
         if cls is ServiceOffering:
             where.extend(_service_filters(f))
         else:
@@ -286,7 +289,8 @@ class OfferingsComponent(DBComponent):
 
     def create_service_offering(self, values: Mapping[str, Any], domain_ids: Iterable[int] = (),
                                 zone_ids: Iterable[int] = ()) -> Deferred[ServiceOffering]:
-        return self.pool.do(lambda conn: self._thd_create(conn, ServiceOffering, values, domain_ids, zone_ids))
+        return self.pool.do(
+            lambda conn: self._thd_create(conn, ServiceOffering, values, domain_ids, zone_ids))
 
     def create_disk_offering(self, values: Mapping[str, Any], domain_ids: Iterable[int] = (),
                              zone_ids: Iterable[int] = ()) -> Deferred[DiskOffering]:
@@ -304,10 +308,11 @@ class OfferingsComponent(DBComponent):
     def update_service_offering(self, offering_id: int, values: Mapping[str, Any],
                                 domain_ids: Iterable[int] | None = None,
                                 zone_ids: Iterable[int] | None = None) -> Deferred[ServiceOffering]:
-        return self.pool.do(lambda conn: self._thd_update(conn, ServiceOffering, offering_id, values, domain_ids,
-                                                          zone_ids))
+        return self.pool.do(
+            lambda conn: self._thd_update(conn, ServiceOffering, offering_id, values, domain_ids, zone_ids))
 
-    def update_disk_offering(self, offering_id: int, values: Mapping[str, Any], domain_ids: Iterable[int] | None = None,
+    def update_disk_offering(self, offering_id: int, values: Mapping[str, Any],
+                             domain_ids: Iterable[int] | None = None,
                              zone_ids: Iterable[int] | None = None) -> Deferred[DiskOffering]:
         return self.pool.do(lambda conn: self._thd_update(conn, DiskOffering, offering_id, values, domain_ids,
                                                           zone_ids))

@@ -79,7 +79,8 @@ class OsTypesComponent(DBComponent):
         return self.pool.do(thd)
 
     def search_categories(self, *, category_id: int | None = None, name: str | None = None,
-                          keyword: str | None = None, page: Page = ALL_ROWS) -> Deferred[tuple[int, list[OsCategory]]]:
+                          keyword: str | None = None,
+                          page: Page = ALL_ROWS) -> Deferred[tuple[int, list[OsCategory]]]:
         def thd(conn: Connection) -> tuple[int, list[OsCategory]]:
             where: list[Any] = []
             if category_id is not None:
@@ -94,7 +95,8 @@ class OsTypesComponent(DBComponent):
 
         return self.pool.do(thd)
 
-    def search(self, *, os_id: int | None = None, category_id: int | None = None, description: str | None = None,
+    def search(self, *, os_id: int | None = None, category_id: int | None = None,
+               description: str | None = None,
                keyword: str | None = None, for_display: bool | None = None,
                page: Page = ALL_ROWS) -> Deferred[tuple[int, list[OsType]]]:
         def thd(conn: Connection) -> tuple[int, list[OsType]]:
@@ -133,7 +135,8 @@ class OsTypesComponent(DBComponent):
     def name_in_use(self, name: str, except_id: int | None = None) -> Deferred[bool]:
         return self.pool.do(lambda conn: self.thd_name_in_use(conn, name, except_id))
 
-    def update(self, os_id: int, *, name: str | None = None, for_display: bool | None = None) -> Deferred[OsType]:
+    def update(self, os_id: int, *, name: str | None = None,
+               for_display: bool | None = None) -> Deferred[OsType]:
         def thd(conn: Connection) -> OsType:
             values: dict[str, Any] = {}
             if name is not None:

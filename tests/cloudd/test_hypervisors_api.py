@@ -25,14 +25,17 @@ def add_zone_with_clusters(cloud: Cloud, name: str, hypervisors: list[str]) -> s
 
     def thd(conn: Any) -> None:
         now = int(cloud.reactor.seconds())
-        zone = conn.execute(model.zones.insert().values(uuid=zone_uuid, name=name, network_type="Advanced",
-                                                        allocation_state="Enabled", created=now)).inserted_primary_key[0]
-        pod = conn.execute(model.pods.insert().values(uuid=str(uuid.uuid4()), name=f"{name}-pod", zone_id=zone,
-                                                      allocation_state="Enabled", created=now)).inserted_primary_key[0]
+        zone = conn.execute(model.zones.insert().values(
+            uuid=zone_uuid, name=name, network_type="Advanced", allocation_state="Enabled",
+            created=now)).inserted_primary_key[0]
+        pod = conn.execute(model.pods.insert().values(
+            uuid=str(uuid.uuid4()), name=f"{name}-pod", zone_id=zone, allocation_state="Enabled",
+            created=now)).inserted_primary_key[0]
         for i, hv in enumerate(hypervisors):
             conn.execute(model.clusters.insert().values(
                 uuid=str(uuid.uuid4()), name=f"{name}-c{i}", zone_id=zone, pod_id=pod, hypervisor=hv,
-                cluster_type="CloudManaged", allocation_state="Enabled", managed_state="Managed", created=now))
+                cluster_type="CloudManaged", allocation_state="Enabled", managed_state="Managed",
+                created=now))
 
     cloud.db.pool.do_sync(thd)
     return zone_uuid
@@ -67,12 +70,14 @@ class HypervisorsTests(SynchronousTestCase):
         body = ok(self.cloud.signed("listHypervisorCapabilities"))
         self.assertEqual(body["count"], 2)
         kvm = next(c for c in body["hypervisorCapabilities"] if c["hypervisor"] == "KVM")
-        self.assertEqual(set(kvm), {"id", "hypervisor", "hypervisorversion", "maxguestslimit", "securitygroupenabled",
-                                    "maxdatavolumeslimit", "storagemotionenabled", "vmsnapshotenabled"})
+        self.assertEqual(set(kvm), {"id", "hypervisor", "hypervisorversion", "maxguestslimit",
+                                    "securitygroupenabled", "maxdatavolumeslimit", "storagemotionenabled",
+                                    "vmsnapshotenabled"})
         self.assertEqual(kvm["hypervisorversion"], "default")
         by_id = ok(self.cloud.signed("listHypervisorCapabilities", id=kvm["id"]))["hypervisorCapabilities"]
         self.assertEqual(by_id, [kvm])
-        sim = ok(self.cloud.signed("listHypervisorCapabilities", hypervisor="simulator"))["hypervisorCapabilities"]
+        sim = ok(self.cloud.signed("listHypervisorCapabilities",
+                                   hypervisor="simulator"))["hypervisorCapabilities"]
         self.assertEqual([c["hypervisor"] for c in sim], ["Simulator"])
         self.assertEqual(ok(self.cloud.signed("listHypervisorCapabilities", hypervisor="XenServer")), {})
 

@@ -37,7 +37,8 @@ def add_zone(cloud: Cloud, name: str) -> str:
 
     def thd(conn: Any) -> None:
         conn.execute(model.zones.insert().values(uuid=zone_uuid, name=name, network_type="Advanced",
-                                                 allocation_state="Enabled", created=int(cloud.reactor.seconds())))
+                                                 allocation_state="Enabled",
+                                                 created=int(cloud.reactor.seconds())))
 
     cloud.db.pool.do_sync(thd)
     return zone_uuid
@@ -116,9 +117,9 @@ class CreateServiceOfferingTests(Base):
         """Every given value comes back under CloudStack's field name; the event is recorded."""
         o = self.create_service(name="big", displaytext="Big one", cpunumber=4, cpuspeed=2000, memory=4096,
                                 offerha="true", limitcpuuse="true", hosttags="ssd,fast", tags="gold",
-                                provisioningtype="sparse", networkrate=100, rootdisksize=20, storagetype="local",
-                                bytesreadrate=1000, iopswriterate=50, miniops=10, maxiops=100,
-                                cachemode="writeback")
+                                provisioningtype="sparse", networkrate=100, rootdisksize=20,
+                                storagetype="local", bytesreadrate=1000, iopswriterate=50, miniops=10,
+                                maxiops=100, cachemode="writeback")
         self.assertEqual((o["name"], o["displaytext"], o["cpunumber"], o["cpuspeed"], o["memory"]),
                          ("big", "Big one", 4, 2000, 4096))
         self.assertTrue(o["offerha"] and o["limitcpuuse"])
@@ -166,8 +167,8 @@ class CreateServiceOfferingTests(Base):
             ({"mincpunumber": 4, "maxcpunumber": 2}, "minimum cpu number (4)"),
             ({"minmemory": 8, "maxmemory": 1024}, "minimum memory value between 32"),
             ({"customized": "true", "cpunumber": 2}, "customized offering"),
-            ({"cpunumber": 1, "cpuspeed": 500, "memory": 512, "storagetype": "nfs"}, "Invalid storage type nfs"),
-            ({"cpunumber": 1, "cpuspeed": 500, "memory": 512, "provisioningtype": "thick"}, "provisioning type"),
+            ({"cpunumber": 1, "cpuspeed": 500, "memory": 512, "storagetype": "nfs"}, "storage type nfs"),
+            ({"cpunumber": 1, "cpuspeed": 500, "memory": 512, "provisioningtype": "thick"}, "provisioning"),
             ({"cpunumber": 1, "cpuspeed": 500, "memory": 512, "miniops": 100, "maxiops": 10}, "min IOPS"),
             ({"cpunumber": 1, "cpuspeed": 500, "memory": 512, "rootdisksize": 0}, "at least 1 GB"),
             ({"cpunumber": 1, "cpuspeed": 500, "memory": 512, "cachemode": "fast"}, "Invalid cache mode"),
@@ -181,8 +182,9 @@ class CreateServiceOfferingTests(Base):
 
     def test_non_numeric_and_missing_values(self) -> None:
         """A value that is not a number and a missing name are refused by the binder (431/9999)."""
-        self.assertIn("cpunumber", error(self.cloud.signed("createServiceOffering", name="x", cpunumber="two")))
-        self.assertIn("missing parameter name", error(self.cloud.signed("createServiceOffering", cpunumber=1)))
+        create = "createServiceOffering"
+        self.assertIn("cpunumber", error(self.cloud.signed(create, name="x", cpunumber="two")))
+        self.assertIn("missing parameter name", error(self.cloud.signed(create, cpunumber=1)))
         body = self.cloud.signed("createServiceOffering", name="x", cpunumber="two").inner()
         self.assertEqual(body["cserrorcode"], 9999)
 
@@ -205,8 +207,8 @@ class CreateServiceOfferingTests(Base):
         """diskofferingid links a disk offering, shown by id, name and display text; an unknown one is
         CloudStack's 431."""
         small = next(d for d in self.disks() if d["name"] == "Small")
-        o = self.create_service(name="with-disk", cpunumber=1, cpuspeed=500, memory=512, diskofferingid=small["id"],
-                                diskofferingstrictness="true")
+        o = self.create_service(name="with-disk", cpunumber=1, cpuspeed=500, memory=512,
+                                diskofferingid=small["id"], diskofferingstrictness="true")
         self.assertEqual((o["diskofferingid"], o["diskofferingname"], o["diskofferingdisplaytext"]),
                          (small["id"], "Small", "Small Disk, 5 GB"))
         self.assertTrue(o["diskofferingstrictness"])
@@ -234,7 +236,8 @@ class ListServiceOfferingsTests(Base):
                          {"Small Instance", "Medium Instance"})
         self.assertEqual(self.ids(cpunumber=8), {self.huge})
         self.assertEqual(self.ids(cpunumber=3), {self.huge, self.custom})
-        self.assertEqual(self.ids(memory=2048) & {self.tiny, self.huge, self.custom}, {self.huge, self.custom})
+        mine = {self.tiny, self.huge, self.custom}
+        self.assertEqual(self.ids(memory=2048) & mine, {self.huge, self.custom})
         self.assertEqual(self.ids(memory=8192) & {self.custom}, set())
         self.assertEqual(self.ids(cpuspeed=2500), {self.huge})
 
@@ -254,7 +257,8 @@ class ListServiceOfferingsTests(Base):
 
     def test_unknown_id_is_431(self) -> None:
         """An unknown offering id is CloudStack's 431 text, not an empty list."""
-        self.assertIn("Invalid parameter id", error(self.cloud.signed("listServiceOfferings", id=str(uuid.uuid4()))))
+        r = self.cloud.signed("listServiceOfferings", id=str(uuid.uuid4()))
+        self.assertIn("Invalid parameter id", error(r))
 
     def test_deleted_offering_not_listed(self) -> None:
         """deleteServiceOffering removes it from every list; a second delete is 431."""
@@ -273,9 +277,11 @@ class ListServiceOfferingsTests(Base):
         """updateServiceOffering changes name, display text, sort key and tags; sortkey orders lists."""
         o = ok(self.cloud.signed("updateServiceOffering", id=self.huge, name="huger", displaytext="Huger",
                                  sortkey=-5, storagetags="a,b", hosttags="h1"))["serviceoffering"]
-        self.assertEqual((o["name"], o["displaytext"], o["storagetags"], o["hosttags"]), ("huger", "Huger", "a,b", "h1"))
+        self.assertEqual((o["name"], o["displaytext"], o["storagetags"], o["hosttags"]),
+                         ("huger", "Huger", "a,b", "h1"))
         self.assertEqual(self.services()[0]["id"], self.huge)
-        self.assertIn("must not be empty", error(self.cloud.signed("updateServiceOffering", id=self.huge, name=" ")))
+        r = self.cloud.signed("updateServiceOffering", id=self.huge, name=" ")
+        self.assertIn("must not be empty", error(r))
 
 
 class VisibilityTests(Base):
@@ -301,7 +307,8 @@ class VisibilityTests(Base):
             with self.subTest(label=label):
                 self.assertNotIn("a-only", self.names(label))
                 self.assertIn("Small Instance", self.names(label))
-        self.assertIn("Invalid parameter id", error(self.t.call("b_user", "listServiceOfferings", id=o["id"])))
+        r = self.t.call("b_user", "listServiceOfferings", id=o["id"])
+        self.assertIn("Invalid parameter id", error(r))
 
     def test_sub_domain_offering_not_offered_above(self) -> None:
         """An offering for A/sub is not offered to plain users of A, but A's admin sees it."""
@@ -312,7 +319,8 @@ class VisibilityTests(Base):
 
     def test_several_domains_and_domain_filter(self) -> None:
         """domainid may list several domains; listing with domainid shows that domain's offerings."""
-        o = self.create_service(name="ab", cpunumber=1, cpuspeed=500, memory=512, domainid=f"{self.t.a},{self.t.b}")
+        o = self.create_service(name="ab", cpunumber=1, cpuspeed=500, memory=512,
+                                domainid=f"{self.t.a},{self.t.b}")
         self.assertEqual(set(o["domainid"].split(",")), {self.t.a, self.t.b})
         self.assertIn("ab", self.names("b_user"))
         self.assertEqual({x["name"] for x in self.services(domainid=self.t.b)}, {"ab"})
@@ -325,30 +333,32 @@ class VisibilityTests(Base):
         self.assertNotIn("z1", {d["name"] for d in self.disks(zoneid=self.zone2)})
         self.assertIn("Small", {d["name"] for d in self.disks(zoneid=self.zone2)})
         self.assertIn("z1", {d["name"] for d in self.disks()})
-        self.assertIn("Invalid parameter zoneid",
-                      error(self.cloud.signed("createDiskOffering", name="z", disksize=1, zoneid=str(uuid.uuid4()))))
+        r = self.cloud.signed("createDiskOffering", name="z", disksize=1, zoneid=str(uuid.uuid4()))
+        self.assertIn("Invalid parameter zoneid", error(r))
 
     def test_update_domains_and_zones(self) -> None:
         """updateServiceOffering domainid/zoneid replace the links; "public" and "all" clear them."""
         o = self.create_service(name="mv", cpunumber=1, cpuspeed=500, memory=512, domainid=self.t.a)
         r = ok(self.cloud.signed("updateServiceOffering", id=o["id"], domainid=self.t.b, zoneid=self.zone2))
-        self.assertEqual((r["serviceoffering"]["domainid"], r["serviceoffering"]["zoneid"]), (self.t.b, self.zone2))
+        self.assertEqual((r["serviceoffering"]["domainid"], r["serviceoffering"]["zoneid"]),
+                         (self.t.b, self.zone2))
         self.assertNotIn("mv", self.names("a_user"))
         self.assertIn("mv", self.names("b_user"))
         r = ok(self.cloud.signed("updateServiceOffering", id=o["id"], domainid="public", zoneid="all"))
         self.assertNotIn("domainid", r["serviceoffering"])
         self.assertNotIn("zoneid", r["serviceoffering"])
         self.assertIn("mv", self.names("a_user"))
-        self.assertIn("Invalid parameter domainid",
-                      error(self.cloud.signed("updateServiceOffering", id=o["id"], domainid=str(uuid.uuid4()))))
+        r = self.cloud.signed("updateServiceOffering", id=o["id"], domainid=str(uuid.uuid4()))
+        self.assertIn("Invalid parameter domainid", error(r))
 
     def test_users_may_not_create_or_see_system_offerings(self) -> None:
         """Creating is for the root admin (others get CloudStack's 432 "not available"); issystem=true
         from a non-root caller is 431."""
-        r = self.t.call("a_admin", "createServiceOffering", name="x", displaytext="x", cpunumber=1, cpuspeed=1,
-                        memory=64)
+        r = self.t.call("a_admin", "createServiceOffering", name="x", displaytext="x", cpunumber=1,
+                        cpuspeed=1, memory=64)
         self.assertIn("not available", error(r, 432))
-        self.assertIn("Only ROOT admins", error(self.t.call("a_user", "listServiceOfferings", issystem="true")))
+        r = self.t.call("a_user", "listServiceOfferings", issystem="true")
+        self.assertIn("Only ROOT admins", error(r))
 
     def test_hidden_disk_offering(self) -> None:
         """displayoffering=false keeps a disk offering from users' lists, not from the admin's."""
@@ -360,11 +370,12 @@ class VisibilityTests(Base):
 class DiskOfferingTests(Base):
     def test_create_fields(self) -> None:
         """Every given value comes back under CloudStack's field name."""
-        d = self.create_disk(name="fast", displaytext="Fast disk", disksize=50, tags="ssd", storagetype="local",
-                             provisioningtype="fat", customizediops="true", miniops=100, maxiops=1000,
-                             hypervisorsnapshotreserve=10, bytesreadrate=5, iopsreadratemax=7, cachemode="none",
-                             disksizestrictness="true", encrypt="true")
-        self.assertEqual((d["name"], d["displaytext"], d["disksize"], d["tags"]), ("fast", "Fast disk", 50, "ssd"))
+        d = self.create_disk(name="fast", displaytext="Fast disk", disksize=50, tags="ssd",
+                             storagetype="local", provisioningtype="fat", customizediops="true", miniops=100,
+                             maxiops=1000, hypervisorsnapshotreserve=10, bytesreadrate=5, iopsreadratemax=7,
+                             cachemode="none", disksizestrictness="true", encrypt="true")
+        self.assertEqual((d["name"], d["displaytext"], d["disksize"], d["tags"]),
+                         ("fast", "Fast disk", 50, "ssd"))
         self.assertEqual((d["storagetype"], d["provisioningtype"]), ("local", "fat"))
         self.assertEqual((d["iscustomizediops"], d["miniops"], d["maxiops"]), (True, 100, 1000))
         self.assertEqual((d["hypervisorsnapshotreserve"], d["diskBytesReadRate"], d["diskIopsReadRateMax"]),
@@ -396,12 +407,14 @@ class DiskOfferingTests(Base):
     def test_update_and_delete(self) -> None:
         """updateDiskOffering changes name, tags and display; deleteDiskOffering removes it."""
         d = self.create_disk(name="d", disksize=1)
-        u = ok(self.cloud.signed("updateDiskOffering", id=d["id"], name="d2", tags="x,y,x", displayoffering="false",
-                                 displaytext="D2"))["diskoffering"]
-        self.assertEqual((u["name"], u["tags"], u["displayoffering"], u["displaytext"]), ("d2", "x,y", False, "D2"))
+        u = ok(self.cloud.signed("updateDiskOffering", id=d["id"], name="d2", tags="x,y,x",
+                                 displayoffering="false", displaytext="D2"))["diskoffering"]
+        self.assertEqual((u["name"], u["tags"], u["displayoffering"], u["displaytext"]),
+                         ("d2", "x,y", False, "D2"))
         self.assertTrue(ok(self.cloud.signed("deleteDiskOffering", id=d["id"]))["success"])
         self.assertNotIn(d["id"], {x["id"] for x in self.disks()})
-        self.assertIn("Invalid parameter id", error(self.cloud.signed("updateDiskOffering", id=d["id"], name="z")))
+        r = self.cloud.signed("updateDiskOffering", id=d["id"], name="z")
+        self.assertIn("Invalid parameter id", error(r))
 
     def test_filters(self) -> None:
         """id, name, keyword and storagetype narrow the list; volumeid names no volume yet (431)."""

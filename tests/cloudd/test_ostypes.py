@@ -59,8 +59,9 @@ class OsTypesTests(SynchronousTestCase):
         """An OS type carries CloudStack's fields: id, name, description, its category, flags."""
         t = self.types(description="CentOS 5.3 (64-bit)")[0]
         self.assertEqual(t, {"id": ostypes_data.os_type_uuid(12), "name": "CentOS 5.3 (64-bit)",
-                             "description": "CentOS 5.3 (64-bit)", "oscategoryid": ostypes_data.category_uuid(1),
-                             "oscategoryname": "CentOS", "isuserdefined": False, "fordisplay": True})
+                             "description": "CentOS 5.3 (64-bit)",
+                             "oscategoryid": ostypes_data.category_uuid(1), "oscategoryname": "CentOS",
+                             "isuserdefined": False, "fordisplay": True})
 
     def test_filters(self) -> None:
         """oscategoryid, description, keyword and id narrow the list; paging counts the whole match."""
@@ -68,7 +69,8 @@ class OsTypesTests(SynchronousTestCase):
         in_ubuntu = self.types(oscategoryid=ubuntu["id"])
         self.assertTrue(in_ubuntu)
         self.assertTrue(all(t["oscategoryname"] == "Ubuntu" for t in in_ubuntu))
-        self.assertEqual({t["description"] for t in self.types(description="Rocky")}, {"Rocky Linux 8", "Rocky Linux 9"})
+        self.assertEqual({t["description"] for t in self.types(description="Rocky")},
+                         {"Rocky Linux 8", "Rocky Linux 9"})
         self.assertEqual({t["description"] for t in self.types(keyword="AlmaLinux 9")}, {"AlmaLinux 9"})
         one = self.types()[5]
         self.assertEqual(self.types(id=one["id"]), [one])
@@ -123,10 +125,10 @@ class GuestOsCommandsTests(SynchronousTestCase):
     def test_add_update_remove(self) -> None:
         """A user-defined type is listed, renamed, hidden from users and removed, each with its event."""
         added = self.add("Plan 9 (64-bit)")
-        self.assertEqual((added["description"], added["oscategoryname"], added["isuserdefined"], added["fordisplay"]),
-                         ("Plan 9 (64-bit)", "Other", True, True))
-        self.assertEqual([t["id"] for t in ok(self.cloud.signed("listOsTypes", description="Plan 9"))["ostype"]],
-                         [added["id"]])
+        self.assertEqual((added["description"], added["oscategoryname"], added["isuserdefined"],
+                          added["fordisplay"]), ("Plan 9 (64-bit)", "Other", True, True))
+        listed = ok(self.cloud.signed("listOsTypes", description="Plan 9"))["ostype"]
+        self.assertEqual([t["id"] for t in listed], [added["id"]])
         done = self.job("updateGuestOs", id=added["id"], osdisplayname="Plan 9 4th ed", fordisplay="false")
         self.assertEqual(done["jobstatus"], 1, done)
         self.assertEqual((done["jobresult"]["ostype"]["name"], done["jobresult"]["ostype"]["fordisplay"]),
@@ -134,7 +136,8 @@ class GuestOsCommandsTests(SynchronousTestCase):
         done = self.job("removeGuestOs", id=added["id"])
         self.assertEqual(done["jobresult"], {"success": True})
         self.assertEqual(ok(self.cloud.signed("listOsTypes", description="Plan 9")), {})
-        events = {e["type"] for e in ok(self.cloud.signed("listEvents"))["event"] if e["state"] == "Completed"}
+        events = {e["type"] for e in ok(self.cloud.signed("listEvents"))["event"]
+                  if e["state"] == "Completed"}
         self.assertTrue({"GUEST.OS.ADD", "GUEST.OS.UPDATE", "GUEST.OS.REMOVE"} <= events, events)
 
     def test_cloudstack_types_are_fixed(self) -> None:
@@ -145,7 +148,8 @@ class GuestOsCommandsTests(SynchronousTestCase):
                 r = self.cloud.signed(command, id=seeded, **params)
                 self.assertEqual(r.status, 431, r.body)
                 self.assertIn("system defined guest OS", r.inner()["errortext"])
-        self.assertEqual(ok(self.cloud.signed("listOsTypes", id=seeded))["ostype"][0]["name"], "CentOS 5.3 (64-bit)")
+        listed = ok(self.cloud.signed("listOsTypes", id=seeded))["ostype"]
+        self.assertEqual(listed[0]["name"], "CentOS 5.3 (64-bit)")
 
     def test_names_are_unique(self) -> None:
         """A display name in use (CloudStack's or one's own) is refused with 431, also on rename."""

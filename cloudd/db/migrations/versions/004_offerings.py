@@ -38,7 +38,8 @@ DISK_OFFERINGS = (
 SERVICE_OFFERINGS = (
     ("Small Instance", "Small Instance", 1, 500, 512, None),
     ("Medium Instance", "Medium Instance", 1, 1000, 1024, None),
-    ("System Offering For Software Router", "System Offering For Software Router", 1, 500, 256, "domainrouter"),
+    ("System Offering For Software Router", "System Offering For Software Router", 1, 500, 256,
+     "domainrouter"),
     ("System Offering For Secondary Storage VM", "System Offering For Secondary Storage VM", 1, 500, 512,
      "secondarystoragevm"),
     ("System Offering For Console Proxy", "System Offering For Console Proxy", 1, 500, 1024, "consoleproxy"),
@@ -167,15 +168,18 @@ def upgrade() -> None:
 
 def _now(conn: sa.engine.Connection) -> int:
     """The install time, from the database's clock (a migration runs before any reactor)."""
-    query = "SELECT UNIX_TIMESTAMP()" if conn.dialect.name == "mysql" else "SELECT CAST(strftime('%s', 'now') AS INTEGER)"
+    if conn.dialect.name == "mysql":
+        query = "SELECT UNIX_TIMESTAMP()"
+    else:
+        query = "SELECT CAST(strftime('%s', 'now') AS INTEGER)"
     return int(conn.execute(sa.text(query)).scalar_one())
 
 
 def _seed(categories: sa.Table, guest_os: sa.Table, disks: sa.Table, services: sa.Table) -> None:
     """CloudStack's OS list (into the new, empty tables) and default offerings."""
     now = _now(op.get_bind())
-    op.bulk_insert(categories, [{"id": cid, "uuid": ostypes_data.category_uuid(cid), "name": name, "created": now}
-                                for cid, name in ostypes_data.CATEGORIES])
+    op.bulk_insert(categories, [{"id": cid, "uuid": ostypes_data.category_uuid(cid), "name": name,
+                                 "created": now} for cid, name in ostypes_data.CATEGORIES])
     op.bulk_insert(guest_os, [{"id": oid, "uuid": ostypes_data.os_type_uuid(oid), "category_id": cat,
                                "display_name": name, "is_user_defined": 0, "for_display": 1, "created": now}
                               for oid, cat, name in ostypes_data.OS_TYPES])
@@ -188,7 +192,8 @@ def seed_offerings(conn: sa.engine.Connection, disks: sa.Table, services: sa.Tab
     now = _now(conn)
 
     def absent(table: sa.Table, name: str) -> bool:
-        found = conn.execute(sa.select(table.c.id).where(table.c.name == name, table.c.removed.is_(None))).first()
+        query = sa.select(table.c.id).where(table.c.name == name, table.c.removed.is_(None))
+        found = conn.execute(query).first()
         return found is None
 
     for name, text, size, customized in DISK_OFFERINGS:
@@ -196,7 +201,8 @@ def seed_offerings(conn: sa.engine.Connection, disks: sa.Table, services: sa.Tab
             conn.execute(disks.insert().values(
                 uuid=str(uuid.uuid4()), name=name, display_text=text, disk_size=size * GB,
                 customized=int(customized), storage_type="shared", provisioning_type="thin",
-                display_offering=1, disk_size_strictness=0, encrypt=0, sort_key=0, state="Active", created=now))
+                display_offering=1, disk_size_strictness=0, encrypt=0, sort_key=0, state="Active",
+                created=now))
     for name, text, cpu, speed, memory, vm_type in SERVICE_OFFERINGS:
         if absent(services, name):
             system = vm_type is not None
