@@ -15,7 +15,7 @@ from cloudd.api.registry import INFRA, ROOT, Param, command
 from cloudd.api.results import ListResult, ObjectResult, Result, SuccessResult
 from cloudd.api.service import EventInfo
 from cloudd.db.infra import Cluster, ClusterFilter, Pod, Zone
-from cloudd.errors import invalid_value
+from cloudd.errors import in_use, invalid_value
 
 P = Param
 HYPERVISORS = {"kvm": "KVM", "simulator": "Simulator"}
@@ -145,6 +145,9 @@ async def update_cluster(ctx: CallContext) -> Result:
          params=[P("id", CLUSTER, "the cluster ID", required=True, related="listClusters")])
 async def delete_cluster(ctx: CallContext) -> Result:
     cluster: Cluster = ctx.get("id")
+    if await ctx.db.storage.count_live_pools(cluster_id=cluster.id):
+        raise in_use(f"The cluster {cluster.name} is not deletable because there are primary storage pools in this "
+                     "cluster")
     await ctx.db.infra.remove_cluster(cluster.id)
     ctx.announce(EventInfo(f"Successfully deleted cluster. Cluster Id: {cluster.uuid}", "Cluster", cluster.uuid,
                            cluster.name))

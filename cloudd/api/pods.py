@@ -14,7 +14,7 @@ from cloudd.api.registry import INFRA, ROOT, Param, command
 from cloudd.api.results import ListResult, ObjectResult, Result, SuccessResult
 from cloudd.api.service import EventInfo
 from cloudd.db.infra import Pod, PodFilter
-from cloudd.errors import invalid_value
+from cloudd.errors import in_use, invalid_value
 
 P = Param
 ALLOCATION_STATES = {"enabled": "Enabled", "disabled": "Disabled"}
@@ -147,6 +147,9 @@ async def update_pod(ctx: CallContext) -> Result:
          params=[P("id", POD, "the ID of the Pod", required=True, related="listPods")])
 async def delete_pod(ctx: CallContext) -> Result:
     pod: Pod = ctx.get("id")
+    if await ctx.db.storage.count_live_pools(pod_id=pod.id):
+        raise in_use(f"The pod {pod.name} is not deletable because there are primary storage pools in this "
+                     "pod")
     await ctx.db.infra.remove_pod(pod.id)
     ctx.announce(EventInfo(f"Successfully deleted pod. Pod Id: {pod.uuid}", "Pod", pod.uuid, pod.name))
     return SuccessResult()

@@ -21,7 +21,7 @@ from cloudd.api.registry import ALL, ROOT, Param, command
 from cloudd.api.results import ListResult, ObjectResult, Result, SuccessResult
 from cloudd.api.service import EventInfo
 from cloudd.db.infra import Zone, ZoneFilter
-from cloudd.errors import invalid_value
+from cloudd.errors import in_use, invalid_value
 
 P = Param
 NETWORK_TYPES = {"advanced": "Advanced", "basic": "Basic"}
@@ -232,6 +232,9 @@ async def update_zone(ctx: CallContext) -> Result:
          params=[P("id", ZONE, "the ID of the Zone", required=True, related="listZones")])
 async def delete_zone(ctx: CallContext) -> Result:
     zone: Zone = ctx.get("id")
+    if await ctx.db.storage.count_live_pools(zone_id=zone.id):
+        raise in_use(f"The zone {zone.name} is not deletable because there are primary storage pools in this "
+                     "zone")
     await ctx.db.infra.remove_zone(zone.id)
     ctx.announce(EventInfo(f"Successfully deleted zone. Zone Id: {zone.uuid}", "Zone", zone.uuid, zone.name))
     return SuccessResult()

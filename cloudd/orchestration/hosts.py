@@ -205,6 +205,7 @@ class HostManager(Service):
             if await STATUS.apply_any(db.infra.cas_host_state, host.id, CONNECT) is not None:
                 self.log.info("host {name} ({uuid}) is up again", name=host.name, uuid=host.uuid)
                 await self._announce(host, f"Host is up: {host_label(host)}", HOST_EVENT_UP)
+                await self.attach_storage(host)
 
     async def _failed(self, host: Host, reason: str) -> None:
         db = self.services.db
@@ -279,7 +280,19 @@ class HostManager(Service):
         self.log.info("added host {name} ({uuid}) at {url}: {cpus} CPUs at {mhz} MHz, {memory} bytes",
                       name=host.name, uuid=host.uuid, url=url, cpus=facts.cpus, mhz=facts.cpu_mhz,
                       memory=facts.memory_bytes)
+        await self.attach_storage(host)
         return host
+
+    async def attach_storage(self, host: Host) -> None:
+        """Define on a host that joined, or came back, the primary storage pools it should have (when
+        primary storage is managed here); a failure is logged and left to the next time."""
+        storage = self.services.storage
+        if storage is None:
+            return
+        try:
+            await storage.connect_host(host.id)
+        except Exception:
+            self.log.failure("defining the storage pools of host {name} ({uuid})", name=host.name, uuid=host.uuid)
 
     async def reconnect(self, host: Host) -> Host:
         """Close the host's connection, open it again and read its facts again."""
@@ -303,6 +316,7 @@ class HostManager(Service):
             "arch": facts.arch or None, "version": facts.libvirt_version or None,
             "last_pinged": int(self.services.clock.seconds())})
         await STATUS.apply(db.infra.cas_host_state, host.id, S.CONNECTING, CONNECT)
+        await self.attach_storage(host)
         return await db.infra.get_host(host.id)
 
     async def url_changed(self, old_url: str) -> None:

@@ -3,6 +3,7 @@ delete (refused with 536 while something lives inside), bad input and roles."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -181,3 +182,39 @@ class ClusterTests(InfraCase):
             r = tenants.call("a_user", command, **params)
             self.assertEqual(r.status, 432, (command, r.body))
         self.assertEqual(self.infra.ok("listClusters")["cluster"][0]["allocationstate"], "Enabled")
+
+
+class PrimaryStorageTests(InfraCase):
+    """Zones, pods and clusters holding primary storage, and hosts joining a cluster that has some."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        from cloudd.orchestration.storage import StorageManager
+
+        base = os.path.realpath(self.mktemp())
+        os.makedirs(base)
+        services = self.infra.cloud.api.services
+        services.storage = StorageManager(services, mount_base=os.path.join(base, "mnt"))
+        self.pod = self.infra.pod(self.zone)
+        self.cluster = self.infra.cluster(self.pod)
+        self.host = self.infra.add_host(self.cluster, "first")
+        self.pool = self.infra.ok("createStoragePool", zoneid=self.zone["id"], podid=self.pod["id"],
+                                  clusterid=self.cluster["id"], name="primary",
+                                  url=os.path.join(base, "primary"))["storagepool"]
+
+    def test_deletes_refused_while_a_pool_lives_inside(self) -> None:
+        """With its hosts gone, a cluster holding a pool is still not deletable (536), nor its pod or zone."""
+        self.infra.ok("deleteHost", id=self.host["id"], forced="true")
+        self.assertIn("primary storage", self.error("deleteCluster", 536, id=self.cluster["id"]))
+        self.assertEqual(self.listed("listClusters", "cluster"), ["cluster1"])
+        self.assertIn("not deletable", self.error("deletePod", 536, id=self.pod["id"]))
+        self.assertIn("not deletable", self.error("deleteZone", 536, id=self.zone["id"]))
+
+    def test_joining_host_gets_the_pool(self) -> None:
+        """A host added to the cluster afterwards has the cluster's pool defined in its libvirt."""
+        self.infra.add_host(self.cluster, "second")
+        url = "test://" + os.path.join(self.infra.nodes, "second.xml")
+        conn = self.infra.hypervisors.connection(url)
+        assert conn is not None
+        names = conn._conn.listStoragePools() + conn._conn.listDefinedStoragePools()
+        self.assertIn(self.pool["id"], names)
