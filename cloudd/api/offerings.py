@@ -321,7 +321,7 @@ async def _visibility(ctx: CallContext) -> OfferingFilter:
         f = replace(f, ancestors=ancestors, subtree=path if caller.is_admin else None)
     domain = await domain_param(ctx, "domainid")
     if domain is not None:
-        f = replace(f, domain_id=domain.id)
+        f = replace(f, domain_id=domain.id, domain_path=domain.path if ctx.get("isrecursive") else None)
     if ctx.get("zoneid") is not None:
         f = replace(f, zone_id=ctx.get("zoneid").id)
     if ctx.get("id") is not None:

@@ -149,6 +149,8 @@ class OfferingFilter:
     ancestors: tuple[str, ...] | None = None
     subtree: str | None = None
     domain_id: int | None = None
+    # with domain_id: also the offerings of the domains below it (listing's isrecursive)
+    domain_path: str | None = None
     zone_id: int | None = None
     # service offerings only
     is_system: bool | None = None
@@ -258,7 +260,10 @@ class OfferingsComponent(DBComponent):
             seen = (sa.select(OD.c.offering_id).select_from(OD.join(D, OD.c.domain_id == D.c.id))
                     .where(OD.c.offering_type == kind, sa.or_(*allowed) if allowed else sa.false()))
             where.append(sa.or_(table.c.id.not_in(linked), table.c.id.in_(seen)))
-        if f.domain_id is not None:
+        if f.domain_path is not None:
+            below = sa.select(D.c.id).where(D.c.path.like(escape_like(f.domain_path) + "%", escape="\\"))
+            where.append(table.c.id.in_(linked.where(OD.c.domain_id.in_(below))))
+        elif f.domain_id is not None:
             where.append(table.c.id.in_(linked.where(OD.c.domain_id == f.domain_id)))
         if f.zone_id is not None:
             zoned = sa.select(OZ.c.offering_id).where(OZ.c.offering_type == kind)

@@ -318,12 +318,17 @@ class VisibilityTests(Base):
         self.assertIn("sub-disk", self.names("sub_user", "listDiskOfferings"))
 
     def test_several_domains_and_domain_filter(self) -> None:
-        """domainid may list several domains; listing with domainid shows that domain's offerings."""
+        """domainid may list several domains; listing with domainid shows that domain's offerings, with
+        isrecursive those of the domains below it too."""
         o = self.create_service(name="ab", cpunumber=1, cpuspeed=500, memory=512,
                                 domainid=f"{self.t.a},{self.t.b}")
         self.assertEqual(set(o["domainid"].split(",")), {self.t.a, self.t.b})
         self.assertIn("ab", self.names("b_user"))
         self.assertEqual({x["name"] for x in self.services(domainid=self.t.b)}, {"ab"})
+        self.create_service(name="sub", cpunumber=1, cpuspeed=500, memory=512, domainid=self.t.sub)
+        self.assertEqual({x["name"] for x in self.services(domainid=self.t.a)}, {"ab"})
+        self.assertEqual({x["name"] for x in self.services(domainid=self.t.a, isrecursive="true")}, {"ab", "sub"})
+        self.assertEqual({x["name"] for x in self.services(domainid=self.t.sub)}, {"sub"})
 
     def test_zone_offerings(self) -> None:
         """An offering limited to zone1 is listed for zone1 and without a zone, not for zone2."""
