@@ -402,8 +402,6 @@ async def register_template(ctx: CallContext) -> Result:
                "true"),
              P("zoneid", ZONE, "the ID of the zone you wish to register the ISO to.", required=True,
                related="listZones", accept_all=True),
-             P("zoneids", "list", "(not in CloudStack's registerIso) several zones at once", element=ZONE,
-               accept_all=True),
          ])
 async def register_iso(ctx: CallContext) -> Result:
     return await _register(ctx, True)

@@ -617,6 +617,17 @@ class ImagesComponent(DBComponent):
 
         return self.pool.do(thd)
 
+    def removed_downloads(self, zone_id: int, download_ids: Sequence[str]) -> Deferred[list[str]]:
+        """Those of `download_ids` whose copy in the zone was removed (their files may be deleted)."""
+        def thd(conn: Connection) -> list[str]:
+            if not download_ids:
+                return []
+            rows = conn.execute(sa.select(TZ.c.download_id).where(
+                TZ.c.zone_id == zone_id, TZ.c.download_id.in_(list(download_ids)), TZ.c.removed.is_not(None)))
+            return sorted(rows.scalars())
+
+        return self.pool.do(thd)
+
     def zones_of_templates(self, template_ids: Sequence[int]) -> Deferred[dict[int, list[int]]]:
         def thd(conn: Connection) -> dict[int, list[int]]:
             out: dict[int, list[int]] = {}

@@ -249,11 +249,16 @@ class TemplateManager(MultiService):
             await self.start_copy(template, await self.db.get_copy(copy.id))
 
     async def resync_zone(self, zone_id: int, agent: ApplianceAgent[Any]) -> None:
-        """The zone's ssvm answers (again): read every unfinished download of the zone back at once."""
-        pending = await self.db.pending_copies(zone_id)
-        if not pending:
-            return
+        """The zone's ssvm answers (again): read every unfinished download of the zone back at once, and
+        delete the files of templates removed while it could not be reached."""
         known = {s.id: s for s in await agent.call(lambda c: c.downloads())}
+        for download_id in await self.db.removed_downloads(zone_id, list(known)):
+            try:
+                await agent.call(_deleter(download_id))
+                self.log.info("deleted download {id} of a removed template", id=download_id)
+            except Exception as exc:
+                self.log.warn("could not delete download {id}: {error}", id=download_id, error=describe(exc))
+        pending = await self.db.pending_copies(zone_id)
         async with self._lock(zone_id):
             for copy in pending:
                 copy = await self.db.get_copy(copy.id)
@@ -271,7 +276,7 @@ class TemplateManager(MultiService):
 
     async def delete(self, template: Template, zone_id: int | None = None) -> list[TemplateCopy]:
         """Remove the template (or its copy in one zone) and its files in each zone's ssvm. Files of a
-        zone whose ssvm does not answer stay until they are deleted there (logged)."""
+        zone whose ssvm does not answer now are deleted when it answers again (`resync_zone`)."""
         removed = await self.db.remove_template(template.id, zone_id)
         for copy in removed:
             agent = self._agent(copy.zone_id)

@@ -229,6 +229,19 @@ class LifecycleTests(TemplateCase):
         self.assertEqual(self.ssvm.deleted, [did])
         self.assertEqual(self.listed(templatefilter="all"), [])
 
+    def test_files_deleted_when_the_ssvm_is_back(self) -> None:
+        """A template deleted while its zone's ssvm is down is removed at once; its files are deleted in
+        ssvm when it answers again."""
+        t = self.register()
+        did = self.download_id(t["id"])
+        vm_id = self.ic.vm_id(self.zone)
+        self.ic.supervisor.die(vm_id, forget=False)
+        self.assertEqual(self.ic.job("deleteTemplate", id=t["id"])["jobstatus"], 1)
+        self.assertEqual((self.ssvm.deleted, self.listed(templatefilter="all")), ([], []))
+        self.ic.supervisor.restart(vm_id)
+        self.assertEqual(self.ssvm.deleted, [did])
+        self.assertNotIn(did, self.ssvm.statuses)
+
     def test_extract(self) -> None:
         """extractTemplate answers a signed URL of the stored file from the zone's ssvm."""
         t = self.register(isextractable="true")
