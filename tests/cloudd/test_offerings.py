@@ -327,7 +327,8 @@ class VisibilityTests(Base):
         self.assertEqual({x["name"] for x in self.services(domainid=self.t.b)}, {"ab"})
         self.create_service(name="sub", cpunumber=1, cpuspeed=500, memory=512, domainid=self.t.sub)
         self.assertEqual({x["name"] for x in self.services(domainid=self.t.a)}, {"ab"})
-        self.assertEqual({x["name"] for x in self.services(domainid=self.t.a, isrecursive="true")}, {"ab", "sub"})
+        recursive = self.services(domainid=self.t.a, isrecursive="true")
+        self.assertEqual({x["name"] for x in recursive}, {"ab", "sub"})
         self.assertEqual({x["name"] for x in self.services(domainid=self.t.sub)}, {"sub"})
 
     def test_zone_offerings(self) -> None:
