@@ -2,7 +2,7 @@
 their response objects.
 
 Every caller may list them; OS types an operator hid from users (`fordisplay` false) are listed only
-to the root admin, who alone may filter on `fordisplay`. The root admin may add OS types of his own,
+to the root admin, who alone may filter on `fordisplay` (others' `fordisplay` is ignored). The root admin may add OS types of his own,
 and rename, hide or remove those (never CloudStack's).
 """
 
@@ -19,7 +19,7 @@ from cloudd.api.registry import ALL, ROOT, Param, command
 from cloudd.api.results import ListResult, ObjectResult, Prepared, Result, SuccessResult
 from cloudd.db.base import NotFound
 from cloudd.db.ostypes import OsType
-from cloudd.errors import invalid_value, permission_denied
+from cloudd.errors import invalid_value
 from cloudd.orchestration.context import EventInfo, JobContext, Services
 
 P = Param
@@ -63,11 +63,8 @@ OS_CATEGORY_OBJ = ResponseObject(
                  P("fordisplay", "boolean", "list resources by display flag; only ROOT admin is eligible to "
                    "pass this parameter", since="4.18.1")])
 async def list_os_types(ctx: CallContext) -> Result:
-    for_display = ctx.get("fordisplay")
-    if not ctx.caller.is_root_admin:
-        if for_display is not None:
-            raise permission_denied("Parameter fordisplay can only be passed by ROOT admin")
-        for_display = True
+    # CloudStack ignores a parameter the caller may not pass: others see the displayed types only
+    for_display = ctx.get("fordisplay") if ctx.caller.is_root_admin else True
     os_type, category = ctx.get("id"), ctx.get("oscategoryid")
     total, types = await ctx.db.ostypes.search(
         os_id=os_type.id if os_type is not None else None,
