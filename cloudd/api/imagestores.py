@@ -20,6 +20,7 @@ from cloudd.api.objects import Out, ResponseObject
 from cloudd.api.paging import page_of
 from cloudd.api.registry import ROOT, Param, command
 from cloudd.api.results import ListResult, ObjectResult, Result, SuccessResult
+from cloudd.api.service import EventInfo
 from cloudd.db.base import Conflict
 from cloudd.db.images import ImageStore
 from cloudd.errors import invalid_value, unsupported
@@ -110,10 +111,13 @@ async def add_store(ctx: CallContext, name: str | None, url: str, provider: str,
         except Exception as exc:
             log.error("the secondary storage VM of zone {zone} did not start: {error}", zone=zone.name,
                       error=str(exc) or type(exc).__name__)
+    ctx.announce(EventInfo(f"Image store {store.name} added to zone {zone.name}", "ImageStore", store.uuid,
+                           store.name))
     return await db.get_store(store.id)
 
 
 @command("addImageStore", description="Adds backup image store.", roles=ROOT, response=IMAGE_STORE_OBJ,
+         event="IMAGE.STORE.ADD",
          java_class="org.apache.cloudstack.api.command.admin.storage.AddImageStoreCmd",
          params=[P("name", description="the name for the image store"),
                  P("url", description="the URL for the image store", length=2048),
@@ -133,6 +137,7 @@ async def add_image_store(ctx: CallContext) -> Result:
 
 
 @command("addSecondaryStorage", description="Adds secondary storage.", roles=ROOT, response=SECONDARY_STORAGE_OBJ,
+         event="IMAGE.STORE.ADD",
          java_class="org.apache.cloudstack.api.command.admin.host.AddSecondaryStorageCmd",
          params=[P("url", description="the URL for the secondary storage", required=True, length=2048),
                  P("zoneid", ZONE, "the Zone ID for the secondary storage", related="listZones")])
@@ -163,6 +168,7 @@ async def list_image_stores(ctx: CallContext) -> Result:
 
 
 @command("deleteImageStore", description="Deletes an image store or Secondary Storage.", roles=ROOT,
+         event="IMAGE.STORE.DELETE",
          response=ResponseObject("success", Out("success", "true if operation is executed successfully", "boolean"),
                                  Out("displaytext", "any text associated with the success or failure")),
          java_class="org.apache.cloudstack.api.command.admin.storage.DeleteImageStoreCmd",
@@ -176,4 +182,5 @@ async def delete_image_store(ctx: CallContext) -> Result:
         raise invalid_value("Cannot delete image store with active templates backup!") from None
     if not await ctx.db.images.stores_in_zone(store.zone_id) and ctx.services.systemvms is not None:
         await ctx.services.systemvms.zone_removed_store(store.zone_id)
+    ctx.announce(EventInfo(f"Image store {store.name} deleted", "ImageStore", store.uuid, store.name))
     return SuccessResult()

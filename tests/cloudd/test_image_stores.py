@@ -76,6 +76,9 @@ class ImageStoreTests(SynchronousTestCase):
         listed = self.ic.ok("listImageStores", zoneid=self.zone)["imagestore"]
         self.assertEqual([(s["id"], s["disksizetotal"], s["disksizeused"]) for s in listed],
                          [(store["id"], 100 * 2**30, 3 * 2**30)])
+        events = self.ic.ok("listEvents", type="IMAGE.STORE.ADD")["event"]
+        self.assertEqual([(e["state"], e["description"]) for e in events],
+                         [("Completed", f"Image store file://{self.dir} added to zone z1")])
         self.assertEqual(self.ic.ok("listSystemVms", systemvmtype="consoleproxy"), {})
         self.assertEqual(self.ic.ok("listSystemVms", state="Stopped"), {})
 
