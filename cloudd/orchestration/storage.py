@@ -14,7 +14,8 @@ CancelMaintenance -> Up (or back to Maintenance); Maintenance -> Removed. A job 
 two of them is returned by `recover_pool` to ErrorInMaintenance or Maintenance.
 
 `StorageManager` is a service (setName("storage")): every `storage.stats.interval` ms on the injected
-clock it reads each live pool's figures from one of its hosts and stores them.
+clock it reads each live pool's figures from its hosts and stores them, defining the pool again on a
+host of its scope that lost it or never had it (`connect_host` does the same for one host at once).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from twisted.logger import Logger
 
 from cloudd.db.base import NotFound, new_uuid
 from cloudd.db.storage import AttachableHost, NewPool, PoolFilter, PoolInUse, StoragePool
-from cloudd.errors import CloudError, in_use, internal, invalid_value
-from cloudd.hypervisor.errors import HypervisorError
+from cloudd.errors import in_use, internal, invalid_value
+from cloudd.hypervisor.errors import HostUnreachable, HypervisorError
 from cloudd.hypervisor.facts import PoolFacts
 from cloudd.hypervisor.pools import pool_spec
 from cloudd.jobs.recovery import recovers
@@ -301,8 +302,7 @@ class StorageManager(MultiService):
                 continue
             if pool.scope == "ZONE" and pool.hypervisor != host.hypervisor:
                 continue
-            location = PoolLocation(pool.pool_type, "netfs" if pool.pool_type == TYPE_NFS else "dir",
-                                    pool.host_address, pool.path)
+            location = self._location(pool)
             attached = await self._ensure_on(target, pool.uuid, location)
             if attached.facts is not None:
                 await self.orchestration.db.storage.add_pool_host(pool.id, host.id,
@@ -394,12 +394,8 @@ class StorageManager(MultiService):
         """The job of cancelStorageMaintenance: the pool is defined again on the Up hosts of its scope,
         then Up; when every host failed, back to Maintenance and 530 with the reasons."""
         pool = await self.orchestration.db.storage.get_by_uuid(pool_uuid)
-        location = PoolLocation(pool.pool_type, "netfs" if pool.pool_type == TYPE_NFS else "dir",
-                                pool.host_address, pool.path)
-        if pool.scope == "CLUSTER":
-            hosts = await self.orchestration.db.storage.attachable_hosts(pool.zone_id, cluster_id=pool.cluster_id)
-        else:
-            hosts = await self.orchestration.db.storage.attachable_hosts(pool.zone_id, hypervisor=pool.hypervisor)
+        location = self._location(pool)
+        hosts = await self._scope_hosts(pool)
         attached = await self._ensure_on_all(hosts, pool.uuid, location)
         good = [a for a in attached if a.facts is not None]
         if hosts and not good:
@@ -437,6 +433,8 @@ class StorageManager(MultiService):
 
     async def refresh(self) -> int:
         """Read every live pool's figures from one of its Up hosts and store them; how many were read."""
+        if self.orchestration.hypervisors is None:
+            return 0
         _, pools = await self.orchestration.db.storage.search(PoolFilter(states=(S.UP.value, S.DISABLED.value)))
         read = 0
         for pool in pools:
@@ -445,19 +443,49 @@ class StorageManager(MultiService):
         return read
 
     async def refresh_pool(self, pool: StoragePool) -> bool:
-        for h in await self.orchestration.db.storage.pool_hosts(pool.id):
-            if h.host_state != "Up":
-                continue
-            try:
-                conn = await self.hypervisors.connect(h.host_url)
-                facts = await conn.pool_facts(pool.uuid)
-            except (HypervisorError, CloudError) as exc:
-                self.log.debug("pool {pool} not read on {host}: {error}", pool=pool.uuid, host=h.host_name,
-                               error=str(exc))
-                continue
-            return bool(await self.orchestration.db.storage.set_stats(pool.id, facts.capacity_bytes, facts.used_bytes,
-                                                                 facts.available_bytes))
-        return False
+        """Read the pool's figures from its hosts and store the first host's; whether any host answered.
+
+        On the way the pool is reconciled with the hosts that should have it (Up and Enabled, in its
+        cluster or zone): a host that lost it (a restarted simulated host, a libvirtd whose pools were
+        removed by hand) or that joined since gets it defined again, as CloudStack sends a host its pools
+        when it connects."""
+        db = self.orchestration.db.storage
+        hosts = await self._scope_hosts(pool)
+        refs = {r.host_id for r in await db.pool_hosts(pool.id)}
+        location = self._location(pool)
+        facts: PoolFacts | None = None
+        for h in hosts:
+            if h.id in refs:
+                try:
+                    conn = await self.hypervisors.connect(h.url)
+                    read = await conn.pool_facts(pool.uuid)
+                    facts = facts or read
+                    continue
+                except HostUnreachable as exc:
+                    self.log.debug("pool {pool} not read on {host}: {error}", pool=pool.uuid, host=h.name,
+                                   error=str(exc))
+                    continue
+                except HypervisorError as exc:
+                    self.log.info("storage pool {pool} is missing on host {host} ({error}); defining it again",
+                                  pool=pool.uuid, host=h.name, error=str(exc))
+            attached = await self._ensure_on(h, pool.uuid, location)
+            if attached.facts is not None:
+                await db.add_pool_host(pool.id, h.id, self.local_path(location, pool.uuid))
+                facts = facts or attached.facts
+        if facts is None:
+            return False
+        return bool(await db.set_stats(pool.id, facts.capacity_bytes, facts.used_bytes, facts.available_bytes))
+
+    async def _scope_hosts(self, pool: StoragePool) -> list[AttachableHost]:
+        """The hosts that should have the pool: Up and Enabled, of its cluster, or of its zone and hypervisor."""
+        if pool.scope == "CLUSTER":
+            return list(await self.orchestration.db.storage.attachable_hosts(pool.zone_id, cluster_id=pool.cluster_id))
+        return list(await self.orchestration.db.storage.attachable_hosts(pool.zone_id, hypervisor=pool.hypervisor))
+
+    @staticmethod
+    def _location(pool: StoragePool) -> PoolLocation:
+        return PoolLocation(pool.pool_type, "netfs" if pool.pool_type == TYPE_NFS else "dir", pool.host_address,
+                            pool.path)
 
 
 def storage_manager(services: Services) -> StorageManager:

@@ -288,6 +288,24 @@ class ListTests(PoolCase):
         self.cloud.reactor.advance(1)
         self.assertEqual(self.pools(id=self.a["id"])[0]["disksizeused"], 5 * GIB)
 
+    def test_refresh_defines_lost_and_missing_pools(self) -> None:
+        """A host that lost a pool (a restarted simulated host) gets it defined again by the refresh, and so
+        does a host of the cluster that has no record of it; a pool in maintenance is not put back."""
+        self.libvirt_pool(self.h1, self.a["id"]).destroy()
+        self.libvirt_pool(self.h1, self.a["id"]).undefine()
+        h3 = self.infra.add_host(self.cluster, "h3")
+        for pool in (self.a, self.c):
+            self.libvirt_pool(h3, pool["id"]).destroy()
+            self.libvirt_pool(h3, pool["id"]).undefine()
+        self.assertIsNone(self.libvirt_pool(h3, self.a["id"]))
+        self.successResultOf(d(self.storage.refresh()))
+        self.assertTrue(self.libvirt_pool(self.h1, self.a["id"]).isActive())
+        self.assertTrue(self.libvirt_pool(h3, self.a["id"]).isActive())
+        self.assertTrue(self.libvirt_pool(h3, self.c["id"]).isActive())
+        self.assertEqual(self.infra.job("enableStorageMaintenance", id=self.b["id"])["jobstatus"], 1)
+        self.successResultOf(d(self.storage.refresh()))
+        self.assertIsNone(self.libvirt_pool(self.h1, self.b["id"]))
+
     def test_fetch_latest_capacity_refreshes(self) -> None:
         """listCapacity fetchlatest=true reads the pools from their hosts before summing them."""
         lv = self.libvirt_pool(self.h1, self.a["id"])
