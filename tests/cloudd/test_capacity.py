@@ -118,6 +118,16 @@ class ListCapacityTests(CapacityCase):
         self.assertEqual(self.infra.job("enableStorageMaintenance", id=self.pool2["id"])["jobstatus"], 1)
         self.assertEqual(self.by_type()[2]["capacitytotal"], 100 * GIB)
 
+    def test_factor_through_update_configuration(self) -> None:
+        """The overprovisioning factors are decimal settings: updateConfiguration takes 2.5 and refuses a
+        value that is no number with 431."""
+        r = self.cloud.signed("updateConfiguration", name="cpu.overprovisioning.factor", value="2.5")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.by_type(type=1)[1]["capacitytotal"], int(2.5 * (4 * 2000 + 2 * 3000 + 8 * 1000)))
+        r = self.cloud.signed("updateConfiguration", name="cpu.overprovisioning.factor", value="lots")
+        self.assertEqual(r.status, 431, r.body)
+        self.assertEqual(self.services.settings.float("cpu.overprovisioning.factor"), 2.5)
+
     def test_pod_and_cluster_levels(self) -> None:
         """podid gives that pod's compute, storage and private IPs; clusterid that cluster's compute and
         storage; zone-only types are not listed for them."""
