@@ -143,11 +143,15 @@ class CapacityManager(MultiService):
         # (type, zone, pod, cluster) of the figures above their threshold at the last check
         self.above: set[tuple[int, int, int | None, int | None]] = set()
         self._checking: Deferred[None] | None = None
-        interval = max(services.settings.int("capacity.check.period"), 1000) / 1000.0
-        self.timer = TimerService(interval, self._check_tick)
+        self.timer = TimerService(60.0, self._check_tick)
         self.timer.clock = services.clock
         self.timer.setName("capacity-check")
         self.timer.setServiceParent(self)
+
+    def startService(self) -> None:  # noqa: N802 (Twisted API)
+        # the period as stored when the service starts (the settings are loaded from the database by then)
+        self.timer.step = max(self.orchestration.settings.int("capacity.check.period"), 1000) / 1000.0
+        super().startService()
 
     # --- computing ---------------------------------------------------------------------------------
 

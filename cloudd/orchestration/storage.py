@@ -161,11 +161,15 @@ class StorageManager(MultiService):
         self.orchestration = services
         self.mount_base = mount_base
         self._refreshing: Deferred[None] | None = None
-        interval = max(services.settings.int("storage.stats.interval"), 1000) / 1000.0
-        self.timer = TimerService(interval, self._refresh_tick)
+        self.timer = TimerService(60.0, self._refresh_tick)
         self.timer.clock = services.clock
         self.timer.setName("storage-stats")
         self.timer.setServiceParent(self)
+
+    def startService(self) -> None:  # noqa: N802 (Twisted API)
+        # the period as stored when the service starts (the settings are loaded from the database by then)
+        self.timer.step = max(self.orchestration.settings.int("storage.stats.interval"), 1000) / 1000.0
+        super().startService()
 
     # --- helpers -------------------------------------------------------------------------------------
 

@@ -243,16 +243,17 @@ class ThresholdTests(CapacityCase):
         self.assertEqual(mem[0]["capacityused"], 2000 * MIB)
 
     def test_timer_on_the_fake_clock(self) -> None:
-        """Started, the manager checks every capacity.check.period ms on the injected clock."""
-        self.services.settings.set("capacity.check.period", "60000")
+        """Started, the manager checks every capacity.check.period ms (as set when it starts) on the
+        injected clock."""
         manager = CapacityManager(self.services)
+        self.services.settings.set("capacity.check.period", "30000")
         manager.startService()
         self.addCleanup(manager.stopService)
         self.assertEqual(self.alerts(), [])
         self.set_used(self.pool2, 95 * GIB)
-        self.cloud.reactor.advance(59)
+        self.cloud.reactor.advance(29)
         self.assertEqual(self.alerts(), [])
         self.cloud.reactor.advance(1)
         self.assertEqual([a["name"] for a in self.alerts()], ["ALERT.STORAGE"])
-        self.cloud.reactor.advance(60)
+        self.cloud.reactor.advance(30)
         self.assertEqual(len(self.alerts()), 1)
