@@ -39,7 +39,8 @@ KNOWN_FORMATS = ("QCOW2", "RAW", "VHD", "VHDX", "ISO", "OVA", "VMDK", "BAREMETAL
 STORED_FORMATS = ("QCOW2", "RAW", "VHD", "OVA", "ISO")
 HYPERVISORS = ("KVM", "Simulator", "XenServer", "VMware", "Hyperv", "LXC", "Ovm3", "BareMetal", "External")
 TEMPLATE_TYPES = ("USER", "BUILTIN", "SYSTEM", "ROUTING")
-TEMPLATE_FILTERS = ("featured", "self", "selfexecutable", "sharedexecutable", "executable", "community", "all")
+TEMPLATE_FILTERS = ("featured", "self", "selfexecutable", "sharedexecutable", "executable", "community", "all",
+                    "system")
 EXTRACT_MODES = ("HTTP_DOWNLOAD", "FTP_UPLOAD")
 
 
@@ -454,9 +455,15 @@ async def _search(ctx: CallContext, is_iso: bool, flt: str) -> TemplateSearch:
     elif flt == "sharedexecutable":
         spec = {"shared_with": me, "ready_only": True}
     elif flt == "executable":
-        spec = dict(own, public=True, shared_with=me, ready_only=True)
+        # ready ones only when an admin asks for one account's (ListTemplatesCmd.listInReadyState)
+        specific = caller.is_admin and ctx.get("account") is not None and ctx.get("domainid") is not None
+        spec = dict(own, public=True, shared_with=me, ready_only=specific)
     elif flt == "community":
         spec = {"public": True, "featured": False, "ready_only": True}
+    elif flt == "system":
+        if not caller.is_root_admin:
+            raise invalid_value("Filter system can be specified by the root admin only")
+        spec = {"everything": True, "template_type": "SYSTEM"}
     elif flt == "all":
         if caller.is_root_admin:
             spec = {"everything": True}
@@ -469,11 +476,15 @@ async def _search(ctx: CallContext, is_iso: bool, flt: str) -> TemplateSearch:
     else:
         raise invalid_value(f"Invalid filter {flt}: one of {', '.join(TEMPLATE_FILTERS)}")
     t = ctx.get("id")
+    ids = ctx.get("ids")
+    if t is not None and ids:
+        raise invalid_value("Specify either id or ids but not both parameters")
     zone = ctx.get("zoneid")
     hypervisor = ctx.get("hypervisor")
     if hypervisor is not None:
         hypervisor = next((h for h in HYPERVISORS if h.lower() == hypervisor.lower()), hypervisor)
-    return TemplateSearch(is_iso=is_iso, template_id=None if t is None else t.id, name=ctx.get("name"),
+    return TemplateSearch(is_iso=is_iso, template_id=None if t is None else t.id,
+                          template_ids=None if not ids else tuple(x.id for x in ids), name=ctx.get("name"),
                           keyword=ctx.get("keyword"), zone_id=None if zone is None else zone.id,
                           hypervisor=hypervisor, **spec)
 
@@ -492,6 +503,8 @@ async def _list(ctx: CallContext, is_iso: bool, flt: str, **narrow: Any) -> Resu
 
 LIST_COMMON = [
     P("id", TEMPLATE_ANY, "the template ID", related="listTemplates"),
+    P("ids", "list", "the IDs of the templates, mutually exclusive with id", element=TEMPLATE_ANY, since="4.9",
+      related="listTemplates"),
     P("name", description="the template name"),
     P("zoneid", ZONE, "list templates by zoneId", related="listZones"),
     P("hypervisor", description="the hypervisor for which to restrict the search"),

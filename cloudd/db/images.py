@@ -184,6 +184,8 @@ class TemplateSearch:
     featured: bool | None = None
     ready_only: bool = False
     template_id: int | None = None
+    template_ids: tuple[int, ...] | None = None
+    template_type: str | None = None
     name: str | None = None
     keyword: str | None = None
     zone_id: int | None = None
@@ -566,6 +568,10 @@ class ImagesComponent(DBComponent):
             where.append(TZ.c.state == DOWNLOADED)
         if q.template_id is not None:
             where.append(T.c.id == q.template_id)
+        if q.template_ids is not None:
+            where.append(T.c.id.in_(q.template_ids))
+        if q.template_type is not None:
+            where.append(T.c.template_type == q.template_type)
         if q.name is not None:
             where.append(T.c.name == q.name)
         if q.keyword:

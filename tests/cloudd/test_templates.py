@@ -288,7 +288,7 @@ class PermissionTests(TemplateCase):
 
     def test_filters_and_sharing(self) -> None:
         """Each templatefilter shows what CloudStack shows: self the caller's own, featured the featured
-        ones, community public non-featured, executable own + public + shared (ready), sharedexecutable
+        ones, community public non-featured, executable own + public + shared, sharedexecutable
         what was shared with the caller; `all` is for admins."""
         mine = self.register("a-private", caller=self.as_("a_user"))
         public = self.register("a-public", caller=self.as_("a_user"), ispublic="true")
@@ -302,7 +302,10 @@ class PermissionTests(TemplateCase):
         self.assertEqual(self.ids("b_user", "self"), {not_featured["id"]})
         self.assertEqual(self.ids("b_user", "featured"), {featured["id"]})
         self.assertEqual(self.ids("b_user", "community"), {public["id"]})
-        self.assertEqual(self.ids("b_user", "executable"), {public["id"], featured["id"]})
+        # executable: own (ready or not, as CloudStack lists for a caller's own view), public, shared
+        self.assertEqual(self.ids("b_user", "executable"), {public["id"], featured["id"], not_featured["id"]})
+        self.assertEqual(self.ids("b_user", "executable", ids=f"{public['id']},{mine['id']}"), {public["id"]})
+        self.assertEqual(self.tenants.call("b_user", "listTemplates", templatefilter="system").status, 431)
         self.assertEqual(self.ids("b_user", "sharedexecutable"), set())
         self.assertEqual(self.ids("b_user", "selfexecutable"), set())  # not ready yet
         r = self.tenants.call("b_user", "listTemplates", templatefilter="all")
