@@ -251,6 +251,8 @@ async def _zones(ctx: CallContext) -> tuple[list[int], bool]:
     zones = ctx.get("zoneids")
     if zone is not None and zones:
         raise invalid_value("Both zoneid and zoneids cannot be specified at the same time")
+    if zones and len(zones) > 1 and "-1" in zones:
+        raise invalid_value("Parameter zoneids cannot combine all zones (-1) option with other zones")
     if zone == "-1" or (zones and "-1" in zones):
         ids = sorted({s.zone_id for s in await ctx.db.images.all_stores()})
         if not ids:
@@ -260,7 +262,7 @@ async def _zones(ctx: CallContext) -> tuple[list[int], bool]:
         return [zone.id], False
     if zones:
         return list(dict.fromkeys(z.id for z in zones)), False
-    raise invalid_value("Either zoneid or zoneids is required")
+    raise invalid_value("Either zoneid or zoneids is required. Both cannot be null.")
 
 
 async def _register(ctx: CallContext, is_iso: bool) -> Result:
@@ -356,11 +358,8 @@ COMMON_REGISTER = [
     P("isdynamicallyscalable", "boolean", "true if template contains XS/VMWare tools inorder to support dynamic "
       "scaling of VM cpu/memory"),
     P("passwordenabled", "boolean", "true if the template supports the password reset feature; default is false"),
-    P("sshkeyenabled", "boolean", "true if the template supports the sshkey upload feature; default is false"),
     P("directdownload", "boolean", "true if template should bypass Secondary Storage and be downloaded to Primary "
       "Storage on deployment"),
-    P("userdataid", "uuid", "the ID of the Userdata", since="4.18", related="listUserData"),
-    P("userdatapolicy", description="an optional override policy of the userdata", since="4.18"),
 ] + OWNER_PARAMS
 
 
@@ -378,6 +377,8 @@ COMMON_REGISTER = [
                "be registered to only one zone.Passing only -1 to this will cause the template to be registered "
                "as a cross zone template and will be copied to all zones. ", element=ZONE, related="listZones",
                accept_all=True),
+             P("sshkeyenabled", "boolean", "true if the template supports the sshkey upload feature; default is "
+               "false"),
              P("bits", "integer", "32 or 64 bits support. 64 by default"),
              P("requireshvm", "boolean", "true if this template requires HVM"),
              P("templatetag", description="the tag for this template."),
@@ -390,6 +391,8 @@ COMMON_REGISTER = [
              P("templatetype", description="the type of the template. Valid options are: USER/VNF (for all "
                "users) and SYSTEM/ROUTING/BUILTIN (for admins only).", since="4.19.0"),
              P("arch", description="the CPU arch of the template. Valid options are: x86_64, aarch64", since="4.20"),
+             P("forcks", "boolean", "if true, the templates would be available for deploying CKS clusters",
+               since="4.21.0"),
          ])
 async def register_template(ctx: CallContext) -> Result:
     return await _register(ctx, False)
@@ -403,6 +406,7 @@ async def register_template(ctx: CallContext) -> Result:
                "true"),
              P("zoneid", ZONE, "the ID of the zone you wish to register the ISO to.", required=True,
                related="listZones", accept_all=True),
+             P("imagestoreuuid", description="Image store UUID"),
          ])
 async def register_iso(ctx: CallContext) -> Result:
     return await _register(ctx, True)

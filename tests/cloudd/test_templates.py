@@ -172,7 +172,7 @@ class RegisterTests(TemplateCase):
             err = self.ic.error("registerTemplate", 431, **params)
             self.assertTrue(err.startswith(text), (change, err))
         del base["zoneid"]
-        self.assertEqual(self.ic.error("registerTemplate", 431, **base), "Either zoneid or zoneids is required")
+        self.assertEqual(self.ic.error("registerTemplate", 431, **base), "Either zoneid or zoneids is required. Both cannot be null.")
         self.assertEqual(self.listed(templatefilter="all"), [])
         self.assertEqual(self.ssvm.started, [])
 
