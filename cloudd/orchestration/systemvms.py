@@ -16,6 +16,7 @@ handed over with `attach`.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
@@ -64,10 +65,19 @@ EVENT_OF = {"Starting": "start", "Running": "running", "Stopping": "stop", "Stop
 
 def ssvm_settings(services: Services) -> str:
     """The appliance's TOML settings from the global settings: the private networks templates may come
-    from (`secstorage.allowed.internal.sites`) and the size limit (`max.template.iso.size`, GiB)."""
+    from (`secstorage.allowed.internal.sites`; an entry that is not a network is left out, logged, so
+    that the appliance still starts) and the size limit (`max.template.iso.size`, GiB)."""
     settings = services.settings
-    sites = [s.strip() for s in settings.str("secstorage.allowed.internal.sites").split(",") if s.strip()]
-    cidrs = ", ".join('"' + s.replace("\\", "").replace('"', "") + '"' for s in sites)
+    sites = []
+    for text in settings.str("secstorage.allowed.internal.sites").split(","):
+        if not text.strip():
+            continue
+        try:
+            sites.append(str(ipaddress.ip_network(text.strip(), strict=False)))
+        except ValueError:
+            SystemVmManager.log.warn("secstorage.allowed.internal.sites: {entry!r} is not a network; ignored",
+                                     entry=text.strip()[:64])
+    cidrs = ", ".join(f'"{s}"' for s in sites)
     size = max(settings.int("max.template.iso.size"), 1) * GIB
     return f"[download]\nallowed_cidrs = [{cidrs}]\nmax_size = {size}\n"
 

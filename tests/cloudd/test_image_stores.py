@@ -83,8 +83,10 @@ class ImageStoreTests(SynchronousTestCase):
         self.assertEqual(self.ic.ok("listSystemVms", state="Stopped"), {})
 
     def test_settings_reach_the_ssvm(self) -> None:
-        """The allowed private networks and the size limit of the global settings are the ssvm's."""
-        self.ic.ok("updateConfiguration", name="secstorage.allowed.internal.sites", value="10.0.0.0/8, 127.0.0.1/32")
+        """The allowed private networks (an entry that is no network left out) and the size limit of the
+        global settings are the ssvm's."""
+        self.ic.ok("updateConfiguration", name="secstorage.allowed.internal.sites",
+                   value='10.0.0.0/8, 127.0.0.1/32, "bad]\n[x')
         self.ic.ok("updateConfiguration", name="max.template.iso.size", value="2")
         self.ic.store(self.zone, self.dir)
         settings = self.ic.supervisor.vms[self.ic.vm_id(self.zone)].settings
