@@ -126,7 +126,8 @@ class TemplateManager(MultiService):
         template, copies = await self.db.create_template(reg.values, pairs)
         self.log.info("registered {kind} {name} ({uuid}) in {zones} zone(s)", kind="ISO" if template.is_iso
                       else "template", name=template.name, uuid=template.uuid, zones=len(copies))
-        started = [await self.start_copy(template, c) for c in copies]
+        # one attempt each, so that a slow ssvm does not hold the caller: the poller retries
+        started = [await self.start_copy(template, c, retry=False) for c in copies]
         return template, started
 
     def download_request(self, template: Template, copy: TemplateCopy) -> DownloadRequest:
@@ -138,14 +139,20 @@ class TemplateManager(MultiService):
             description=template.display_text[:1024] if template.display_text else None,
             hvm=template.requires_hvm, max_size=max_size)
 
-    async def start_copy(self, template: Template, copy: TemplateCopy) -> TemplateCopy:
-        """Ask the zone's ssvm to download the copy (again: idempotent); the copy as stored after."""
+    async def start_copy(self, template: Template, copy: TemplateCopy, retry: bool = True) -> TemplateCopy:
+        """Ask the zone's ssvm to download the copy (again: idempotent); the copy as stored after. Without
+        `retry`, one attempt (a failure that may pass leaves the copy to the poller)."""
         agent = self._agent(copy.zone_id)
         if agent is None:
             return copy
         try:
             request = self.download_request(template, copy)
-            status = await agent.call(lambda c: c.start_download(copy.download_id, request))
+
+            async def start(client: Any) -> DownloadStatus:
+                status: DownloadStatus = await client.start_download(copy.download_id, request)
+                return status
+
+            status = await (agent.call(start) if retry else start(agent.client))
         except (MessageError, ValueError) as exc:
             await self._end(copy, "fail", f"the download was refused: {exc}")
         except ControlError as exc:

@@ -109,6 +109,16 @@ class RegisterTests(TemplateCase):
         self.assertEqual(self.ssvm.started, [self.download_id(t["id"])])
         self.assertEqual(self.one(t["id"])["status"], "0% Downloaded")
 
+    def test_slow_ssvm_does_not_hold_the_registration(self) -> None:
+        """A start the ssvm does not answer is tried once in the request (the answer comes at once,
+        NOT_DOWNLOADED), and started by the next poll."""
+        self.ssvm.lose_starts = 1
+        t = self.register()
+        self.assertEqual((t["status"], self.ssvm.started), ("NOT_DOWNLOADED", []))
+        self.ic.tick()
+        self.assertEqual(self.ssvm.started, [self.download_id(t["id"])])
+        self.assertEqual(self.one(t["id"])["status"], "0% Downloaded")
+
     def test_forgotten_download_restarted_then_failed(self) -> None:
         """An ssvm that restarted without the download: the resync at reconnection starts it again; one
         that keeps losing it ends in an error with the reason, never stuck at N%."""

@@ -44,6 +44,8 @@ class FakeStorageClient:
         self.signed: list[SignUrlRequest] = []
         self.down = False
         self.closed = False
+        # the next start_download calls that fail as an ssvm that does not answer in time
+        self.lose_starts = 0
 
     def _check(self) -> None:
         if self.down:
@@ -60,6 +62,9 @@ class FakeStorageClient:
 
     async def start_download(self, download_id: str, request: DownloadRequest) -> DownloadStatus:
         self._check()
+        if self.lose_starts:
+            self.lose_starts -= 1
+            raise TimeoutError("no answer from ssvm")
         self.started.append(download_id)
         self.requests[download_id] = request
         if download_id not in self.statuses:
