@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import uuid as uuidlib
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorCore
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -18,15 +19,23 @@ from twisted.web.resource import Resource
 
 import cloudd.api
 from cloudd import bootstrap
+from cloudd.agents.service import AgentsService
+from cloudd.agents.supervisor import SsvmSupervisor
 from cloudd.api.auth import Authenticator
 from cloudd.api.context import Caller
 from cloudd.api.registry import Registry
 from cloudd.api.service import ApiService
 from cloudd.db.base import Scope
 from cloudd.db.connector import DatabaseNotReadyError, DBConnector
+from cloudd.hypervisor import Hypervisors
 from cloudd.jobs.runner import JobRunner
+from cloudd.orchestration.capacity import CapacityManager
 from cloudd.orchestration.context import make_services
+from cloudd.orchestration.hosts import HostManager
+from cloudd.orchestration.storage import StorageManager
+from cloudd.pki import CertificateAuthority, client_material, pki_directory
 from cloudd.settings import Settings
+from cloudd.simulator import SimulatedZone
 from cloudd.util.sealing import Sealer, SecretsKeyError
 from cloudd.web.accesslog import access_log_line
 from cloudd.web.resource import ApiResource
@@ -68,7 +77,8 @@ class CloudManager(MultiService):
     log = Logger()
 
     def __init__(self, *, basedir: str, db: DBConnector, listen: str, reactor: Any,
-                 ms_uuid: str, endpoint_url: str, on_fatal: Callable[[], None] | None = None) -> None:
+                 ms_uuid: str, endpoint_url: str, on_fatal: Callable[[], None] | None = None,
+                 simulator: bool = False) -> None:
         super().__init__()
         self.basedir = basedir
         self.db = db
@@ -79,9 +89,32 @@ class CloudManager(MultiService):
         self.settings = Settings()
         self.registry = Registry.scan(cloudd.api)
         self.cpu_pool = ThreadPool(1, 4, name="cloudd-cpu")
-        # Wired bottom-up, each through its constructor: the orchestration services, the job runner
-        # that runs their work, then the API that calls both.
-        self.orchestration = make_services(db, reactor, self.settings, blocking=self._blocking)
+        self.simulator = simulator
+        self._simulating: Deferred[None] | None = None
+        # Wired bottom-up, each through its constructor: the hypervisor connections and the appliance
+        # agents, the orchestration services over them, the job runner that runs their work, then the
+        # API that calls both. Children start in this order once the database is ready (_start) and
+        # stop in reverse.
+        now = datetime.datetime.fromtimestamp(reactor.seconds(), datetime.UTC)
+        self.hypervisors = Hypervisors(reactor)
+        self.hypervisors.setName("hypervisors")
+        self.agents = AgentsService()
+        self.ssvms = SsvmSupervisor(
+            reactor, basedir, CertificateAuthority.load_or_create(pki_directory(basedir), now), agents=self.agents,
+            client_material=client_material(basedir, now), on_state=self._ssvm_state)
+        self.ssvms.setName("ssvms")
+        self.orchestration = make_services(db, reactor, self.settings, blocking=self._blocking,
+                                           hypervisors=self.hypervisors, agents=self.agents)
+        # the managers of the work: each gets the services, and the others reach it through them
+        self.hosts = HostManager(self.orchestration)
+        self.hosts.setName("hosts")
+        self.orchestration.hosts = self.hosts
+        self.storage = StorageManager(self.orchestration)
+        self.storage.setName("storage")
+        self.orchestration.storage = self.storage
+        self.capacity = CapacityManager(self.orchestration)
+        self.capacity.setName("capacity")
+        self.orchestration.capacity = self.capacity
         self.jobs = JobRunner(self.orchestration, ms_uuid)
         self.api = ApiService(self.orchestration, self.registry, ms_uuid, jobs=self.jobs, blocking=self._blocking)
         self.auth = Authenticator(self.api, reactor, self.cpu_pool)
@@ -127,9 +160,16 @@ class CloudManager(MultiService):
             path = bootstrap.write_credentials(self.basedir, creds, self.endpoint_url)
             self.log.info("created the ROOT domain and the admin account; its password and API keys are in "
                           "{path} (mode 0600)", path=path)
+        self.hypervisors.setServiceParent(self)
+        self.agents.setServiceParent(self)
+        self.ssvms.setServiceParent(self)
         self.jobs.setName("jobs")
         await self.jobs.prepare(str(uuidlib.uuid4()))
         self.jobs.setServiceParent(self)
+        # after recovery has run: the host monitor, the storage pools and the capacity checks
+        self.hosts.setServiceParent(self)
+        self.storage.setServiceParent(self)
+        self.capacity.setServiceParent(self)
         resource = ApiResource(self.api, self.auth)
         listener = strports.service(self.listen, api_site(resource), reactor=self.reactor)
         listener.setName("api")
@@ -143,6 +183,17 @@ class CloudManager(MultiService):
             self.log.warn("the unauthenticated integration API listens on 127.0.0.1:{port}", port=port)
         self.log.info("cloudd API endpoint {url}; admin credentials in {path}", url=self.endpoint_url,
                       path=os.path.join(self.basedir, bootstrap.CREDENTIALS_FILE))
+        if self.simulator:
+            zone = SimulatedZone(self.api, self.basedir, self.reactor, self._blocking)
+            self._simulating = Deferred.fromCoroutine(zone.ensure())
+            self._simulating.addErrback(lambda f: None if f.check(CancelledError) else
+                                        self.log.failure("building the simulated zone failed", f))
+
+    def _ssvm_state(self, vm_id: int, state: Any) -> None:
+        """A supervised ssvm changed state: the system VM manager stores it (and raises alerts)."""
+        manager = self.orchestration.systemvms
+        if manager is not None:
+            manager.on_state(vm_id, state)
 
     async def _system_caller(self) -> Caller:
         """The integration port acts as the built-in system user (found once, then read by id, so a
@@ -156,6 +207,8 @@ class CloudManager(MultiService):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        if self._simulating is not None and not self._simulating.called:
+            self._simulating.cancel()
         await super().stopService()
         if self.cpu_pool.started:
             self.cpu_pool.stop()
@@ -164,7 +217,8 @@ class CloudManager(MultiService):
 
 def make_cloud_manager(*, basedir: str, db_url: str, listen: str, reactor: IReactorCore,
                        threadpool: ThreadPool | None = None, endpoint_url: str | None = None,
-                       auto_upgrade: bool = False, sealer: Sealer | None = None) -> CloudManager:
+                       auto_upgrade: bool = False, sealer: Sealer | None = None,
+                       simulator: bool = False) -> CloudManager:
     """Build the service tree (used by tap.py and by tests with their own reactor); `sealer` holds the
     secrets key (without one, a key for this process only)."""
     os.makedirs(basedir, exist_ok=True)
@@ -172,7 +226,7 @@ def make_cloud_manager(*, basedir: str, db_url: str, listen: str, reactor: IReac
                      auto_upgrade=auto_upgrade, sealer=sealer)
     url = endpoint_url or endpoint_from(listen)
     return CloudManager(basedir=basedir, db=db, listen=listen, reactor=reactor, ms_uuid=management_server_uuid(basedir),
-                        endpoint_url=url, on_fatal=getattr(reactor, "stop", None))
+                        endpoint_url=url, on_fatal=getattr(reactor, "stop", None), simulator=simulator)
 
 
 def _endpoint_fields(description: str) -> list[str]:

@@ -33,7 +33,9 @@ class Options(usage.Options):
                                                    "older ones are deleted.", int],
         ["secrets-key-file", None, None, SECRETS_KEY_HELP],
     ]
-    optFlags = [["upgrade-db", None, "Apply pending schema migrations before starting."]]
+    optFlags = [["upgrade-db", None, "Apply pending schema migrations before starting."],
+                ["no-simulator", None, "Do not build the simulated zone (a zone, two simulated hosts, storage, an "
+                 "ssvm, a default template) at start: for operators building a real zone."]]
 
     def opt_version(self) -> None:
         """Print cloudd's version and exit."""
@@ -127,6 +129,7 @@ def makeService(options: Options) -> IService:  # noqa: N802 (Twisted API)
         raise SystemExit(f"cloudd could not start: {exc}") from None
     auto = bool(options["upgrade-db"]) or fresh_sqlite(options["db-url"], basedir)
     service = make_cloud_manager(basedir=basedir, db_url=options["db-url"], listen=options["listen"],
-                                 reactor=reactor, auto_upgrade=auto, sealer=sealer)
+                                 reactor=reactor, auto_upgrade=auto, sealer=sealer,
+                                 simulator=not options["no-simulator"])
     keep_rotated_logs(service, options, options["log-retention"], reactor)
     return service

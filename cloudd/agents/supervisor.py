@@ -282,7 +282,8 @@ class SsvmSupervisor(Service):
         self.ca = ca
         self.agents = agents
         self.client_material = client_material
-        self._spawn: Spawn = spawn if spawn is not None else reactor.spawnProcess
+        # looked up when a child starts: a reactor without processes can still build the service tree
+        self._spawn: Spawn | None = spawn
         self.python = python
         self.clock: IReactorTime = clock if clock is not None else reactor
         self._threadpool = threadpool
@@ -422,7 +423,8 @@ class SsvmSupervisor(Service):
             if child.stopping:
                 return
             protocol = _ChildProtocol(lambda reason: self._ended(child, reason))
-            child.transport = self._spawn(protocol, self.python, self._argv(child), env=self._env(),
+            spawn = self._spawn if self._spawn is not None else self.reactor.spawnProcess
+            child.transport = spawn(protocol, self.python, self._argv(child), env=self._env(),
                                           path=child.directory, childFDs={0: null, 1: console, 2: console})
         finally:
             os.close(null)

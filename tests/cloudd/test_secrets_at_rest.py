@@ -474,7 +474,9 @@ class DaemonSecretsTests(SynchronousTestCase):
         log = daemon.log()
         self.assertIn(f"made {self.basedir} private to its owner: mode 0755 is now 0700", log)
         for name in opened:
-            self.assertIn(f"made {os.path.join(self.basedir, name)} private to its owner: mode 0644 is now 0600", log)
+            path = os.path.join(self.basedir, name)
+            private = "0700" if os.path.isdir(path) else "0600"
+            self.assertIn(f"made {path} private to its owner: mode 0644 is now {private}", log)
 
     def assert_private(self, expected: set[str]) -> None:
         self.assertEqual(mode_of(self.basedir), 0o700)

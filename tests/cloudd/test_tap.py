@@ -171,7 +171,8 @@ class CloudManagerTests(SynchronousTestCase):
         api = mgr.getServiceNamed("api")
         self.assertIsInstance(jobs, JobRunner)
         self.assertTrue(jobs.running and api.running)
-        self.assertEqual([s.name for s in mgr], ["jobs", "api"])
+        self.assertEqual([s.name for s in mgr], ["hypervisors", "agents", "ssvms", "jobs", "hosts", "storage",
+                                                 "capacity", "api"])
         self.assertTrue(self.reactor.pool.started)
         self.assertTrue(migrate.is_current(mgr.db.engine))
         [(port, site, _backlog, interface)] = self.reactor.tcpServers

@@ -160,10 +160,12 @@ class CloudDaemon(TwistdProcess):
     """`twistd -n cloudd` in a child process."""
 
     def __init__(self, basedir: str, db_url: str | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, simulator: bool = False) -> None:
+        """Without `simulator`, the daemon starts with `--no-simulator`: an empty cloud, as most tests
+        want (and no ssvm child)."""
         super().__init__("cloudd", basedir, env)
         self.db_url = db_url
-        self.extra_args = extra_args or []
+        self.extra_args = (extra_args or []) + ([] if simulator else ["--no-simulator"])
 
     @property
     def endpoint(self) -> str:
