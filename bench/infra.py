@@ -225,7 +225,8 @@ def raw_templates_page(engine: Engine, account_id: int, offset: int, limit: int)
     t, tz, z, a, d, g = (model.templates, model.template_zones, model.zones, model.accounts, model.domains,
                          model.guest_os)
     tp = model.template_permissions
-    where = [t.c.removed.is_(None), tz.c.removed.is_(None), t.c.is_iso == 0, tz.c.state == DOWNLOADED,
+    # (the admin's own executable view lists copies whatever their download state, as CloudStack does)
+    where = [t.c.removed.is_(None), tz.c.removed.is_(None), t.c.is_iso == 0,
              sa.or_(t.c.account_id == account_id, t.c.public == 1,
                     t.c.id.in_(sa.select(tp.c.template_id).where(tp.c.account_id == account_id)))]
     base = tz.join(t, tz.c.template_id == t.c.id)
@@ -285,7 +286,7 @@ def component_templates(engine: Engine, account_id: int, offset: int, limit: int
     from cloudd.db.images import ImagesComponent, TemplateSearch
 
     images = ImagesComponent(InlinePool(engine), WallClock())  # type: ignore[arg-type]
-    q = TemplateSearch(is_iso=False, owners=(account_id,), public=True, shared_with=account_id, ready_only=True)
+    q = TemplateSearch(is_iso=False, owners=(account_id,), public=True, shared_with=account_id)
 
     def run() -> list[Any]:
         _, rows = images.search_templates(q, Page(offset, limit))
