@@ -264,3 +264,18 @@ class JobBodyTests(SynchronousTestCase):
     def test_lookup_miss(self) -> None:
         """Components raise NotFound for a missing row (the binder turns it into the 431 text)."""
         self.failureResultOf(self.cloud.db.infra.get_zone(99), NotFound)
+
+
+class StateDocsTests(SynchronousTestCase):
+    """docs/states.md is the tables of the state machines the code applies."""
+
+    def test_docs_match(self) -> None:
+        import os
+
+        from cloudd.orchestration import machines
+
+        path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "states.md")
+        with open(path) as f:
+            self.assertEqual(f.read(), machines.render(),
+                             "docs/states.md is stale: python -m cloudd.orchestration.machines > docs/states.md")
+        self.assertGreaterEqual(len(machines.machines()), 4)
