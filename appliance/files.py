@@ -31,8 +31,6 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, sync_directory: bool
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
-            # exactly `mode`, whatever the process umask (a daemon's is 0077)
-            os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
