@@ -16,6 +16,8 @@ from appliance.writer import InlineWriter, SerialWriter, WriteTracker
 
 class SerialWriterTests(TestCase):
     def setUp(self) -> None:
+        # the modes asked for are checked: do not inherit a umask another test of this process left
+        self.addCleanup(os.umask, os.umask(0o022))
         self.directory = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)
         self.writer = SerialWriter(reactor, name="test-writer")
