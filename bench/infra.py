@@ -27,7 +27,8 @@ Subjects, each measured in every round (at least five) as ``--requests`` sequent
   process, rows mapped to its frozen dataclasses), to tell the query from the rest of the server;
 * the same three for ``listHosts pagesize=-1`` (all hosts; ``InfraComponent.search_hosts``).
 
-The floor and the component run in this process: their "server CPU" is this process's. The rounds
+The floor and the component run in this process: their "server CPU" is this process's. On MariaDB
+neither figure counts the database server's own CPU (the time per request does include it). The rounds
 alternate which subject goes first. For each subject it prints (bench/measure.py) the rate (requests
 per second, i.e. the inverse of the latency of sequential requests) and the CPU per request, each as
 the median with the min-max spread, and the ratios to the floor. The target (the issue): each HTTP
