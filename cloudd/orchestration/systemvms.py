@@ -51,7 +51,8 @@ class SystemVmState(enum.Enum):
 _S = SystemVmState
 _LIVE = (_S.STARTING, _S.RUNNING, _S.STOPPING, _S.STOPPED, _S.ERROR)
 SYSTEM_VM: StateMachine[SystemVmState] = StateMachine("SystemVm", SystemVmState, {
-    **{(s, "start"): _S.STARTING for s in (_S.STARTING, _S.RUNNING, _S.STOPPED, _S.ERROR)},
+    # from Stopping too: a VM whose stop was cut short by a management server restart (its child is gone)
+    **{(s, "start"): _S.STARTING for s in (_S.STARTING, _S.RUNNING, _S.STOPPING, _S.STOPPED, _S.ERROR)},
     **{(s, "running"): _S.RUNNING for s in (_S.STARTING, _S.RUNNING, _S.ERROR)},
     **{(s, "fail"): _S.ERROR for s in (_S.STARTING, _S.RUNNING, _S.STOPPING, _S.ERROR)},
     **{(s, "stop"): _S.STOPPING for s in (_S.STARTING, _S.RUNNING, _S.ERROR, _S.STOPPING)},

@@ -157,6 +157,17 @@ class ImageStoreTests(SynchronousTestCase):
         self.assertEqual(self.ic.ok("listSystemVms")["count"], 1)
         self.assertEqual(self.ic.ok("listSystemVms")["systemvm"][0]["state"], "Running")
 
+    def test_restart_after_a_stop_cut_short(self) -> None:
+        """cloudd stopped while its ssvm was Stopping (the Stopped report never stored): the next start
+        brings the VM to Running, not left showing Stopping."""
+        self.ic.store(self.zone, self.dir)
+        vm_id = self.ic.vm_id(self.zone)
+        self.ic.supervisor.stop_vm(vm_id)
+        self.ic.cloud.db.pool.do_sync(lambda c: c.execute(
+            model.system_vms.update().where(model.system_vms.c.id == vm_id).values(state="Stopping")).rowcount)
+        self.ic.restart_managers()
+        self.assertEqual(self.ic.ok("listSystemVms")["systemvm"][0]["state"], "Running")
+
     def test_stop_start_reboot_destroy(self) -> None:
         """The system VM commands: stop leaves it Stopped, start Running again, reboot restarts it, and
         destroy removes it while the zone, which still has a store, gets a new one."""
