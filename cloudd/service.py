@@ -33,6 +33,8 @@ from cloudd.orchestration.capacity import CapacityManager
 from cloudd.orchestration.context import make_services
 from cloudd.orchestration.hosts import HostManager
 from cloudd.orchestration.storage import StorageManager
+from cloudd.orchestration.systemvms import SystemVmManager
+from cloudd.orchestration.templates import TemplateManager
 from cloudd.pki import CertificateAuthority, client_material, pki_directory
 from cloudd.settings import Settings
 from cloudd.simulator import SimulatedZone
@@ -115,6 +117,12 @@ class CloudManager(MultiService):
         self.capacity = CapacityManager(self.orchestration)
         self.capacity.setName("capacity")
         self.orchestration.capacity = self.capacity
+        self.systemvms = SystemVmManager(self.orchestration, self.ssvms)
+        self.systemvms.setName("systemvms")
+        self.orchestration.systemvms = self.systemvms
+        self.templates = TemplateManager(self.orchestration)
+        self.templates.setName("templates")
+        self.orchestration.templates = self.templates
         self.jobs = JobRunner(self.orchestration, ms_uuid)
         self.api = ApiService(self.orchestration, self.registry, ms_uuid, jobs=self.jobs, blocking=self._blocking)
         self.auth = Authenticator(self.api, reactor, self.cpu_pool)
@@ -170,6 +178,9 @@ class CloudManager(MultiService):
         self.hosts.setServiceParent(self)
         self.storage.setServiceParent(self)
         self.capacity.setServiceParent(self)
+        # every zone's ssvm, then the download poller
+        self.systemvms.setServiceParent(self)
+        self.templates.setServiceParent(self)
         resource = ApiResource(self.api, self.auth)
         listener = strports.service(self.listen, api_site(resource), reactor=self.reactor)
         listener.setName("api")

@@ -205,8 +205,7 @@ class SimulatedZone:
         while waited < DOWNLOAD_WAIT:
             template = await self.find("listTemplates", "template", TEMPLATE, templatefilter="all")
             iso = await self.find("listIsos", "iso", ISO, isofilter="all")
-            pending = [x for x in (template, iso) if x is not None and not x.get("isready")
-                       and "rror" not in str(x.get("status", ""))]
+            pending = [x for x in (template, iso) if x is not None and not x.get("isready") and _downloading(x)]
             if not pending:
                 for x in (template, iso):
                     if x is not None and not x.get("isready"):
@@ -228,6 +227,12 @@ class SimulatedZone:
         if code != 0:
             raise SimulatorError(f"qemu-img could not make the default template: {err.decode(errors='replace')}")
         await self.run(os.replace, path + ".part", path)
+
+
+def _downloading(image: dict[str, Any]) -> bool:
+    """Still on its way (no status yet, "N% Downloaded", installing), as opposed to failed."""
+    status = str(image.get("status") or "")
+    return not status or status.endswith("% Downloaded") or status in ("NOT_DOWNLOADED", "Installing Template")
 
 
 def _sha256(path: str) -> str:

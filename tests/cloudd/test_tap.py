@@ -172,7 +172,7 @@ class CloudManagerTests(SynchronousTestCase):
         self.assertIsInstance(jobs, JobRunner)
         self.assertTrue(jobs.running and api.running)
         self.assertEqual([s.name for s in mgr], ["hypervisors", "agents", "ssvms", "jobs", "hosts", "storage",
-                                                 "capacity", "api"])
+                                                 "capacity", "systemvms", "templates", "api"])
         self.assertTrue(self.reactor.pool.started)
         self.assertTrue(migrate.is_current(mgr.db.engine))
         [(port, site, _backlog, interface)] = self.reactor.tcpServers
