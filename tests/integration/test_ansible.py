@@ -149,8 +149,12 @@ class InfrastructureTests(AnsibleCase):
         ]
         removed = self.ok(self.ansible.play(absent), 4)
         self.assertEqual([r.changed for r in removed], [True] * 4)
-        self.assertEqual(self.admin.listZones(id=made[0]["id"]), {})
-        self.assertEqual(self.admin.listHosts(id=made[3]["id"]), {})
+        self.assertEqual([r["id"] for r in removed], [made[3]["id"], made[2]["id"], made[1]["id"], made[0]["id"]])
+        # (an id that names nothing any more is refused with 431, as CloudStack refuses it: ask by name)
+        self.assertEqual(self.admin.listZones(name=names["zone"]), {})
+        self.assertEqual(self.admin.listHosts(name=names["host"]), {})
+        self.assertEqual(self.admin.listClusters(name=names["cluster"]), {})
+        self.assertEqual(self.admin.listPods(name=names["pod"]), {})
         again = self.ansible.play(absent)
         # the zone has gone, so the modules that look it up first fail to find it: nothing is changed
         self.assertFalse(any(r.changed for r in again))
@@ -228,5 +232,5 @@ class TemplateTests(AnsibleCase):
         absent = task("cs_template", name=name, zone=zone["name"], state="absent")
         removed = self.ok(self.ansible.play([absent]), 1)[0]
         self.assertTrue(removed.changed)
-        self.assertEqual(self.admin.listTemplates(templatefilter="self", id=made["id"]), {})
+        self.assertEqual(self.admin.listTemplates(templatefilter="self", name=name), {})
         self.assertFalse(self.ok(self.ansible.play([absent]), 1)[0].changed)
