@@ -106,8 +106,10 @@ class SimulatedZoneTests(ClientCase):
         try:
             cls._zone = poll(ready, timeout=ZONE_READY_SECONDS, interval=0.5)
         except AssertionError:
-            cls._not_ready = (f"the simulated zone was not ready within {ZONE_READY_SECONDS:g} s; cloudd's log:\n"
-                              + self.daemon.log()[-6000:])
+            lines = [line for line in self.daemon.log().splitlines()
+                     if "AccessLog" not in line and not line.startswith("\t")]
+            cls._not_ready = (f"the simulated zone was not ready within {ZONE_READY_SECONDS:g} s; cloudd's log "
+                              f"(requests left out):\n" + "\n".join(lines[-40:]))
             self.fail(cls._not_ready)
         assert cls._zone is not None
         return cls._zone
