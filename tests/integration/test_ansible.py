@@ -116,6 +116,28 @@ class InfrastructureTests(AnsibleCase):
         self.assertEqual([r.changed for r in second], [False] * 4)
         self.assertEqual(self.admin.listZones(id=first[0]["id"])["zone"][0]["allocationstate"], "Enabled")
 
+    def test_host_maintenance_and_back(self) -> None:
+        """cs_host allocation_state=maintenance puts the host through prepareHostForMaintenance into
+        Maintenance (a second run changes nothing); allocation_state=enabled cancels it again."""
+        names = {k: unique(f"mnt-{k}") for k in ("zone", "pod", "cluster", "host")}
+        url = self.node_file(names["host"], cpus=2, mhz=2000, memory_mib=2048)
+        made = self.ok(self.ansible.play(self.infrastructure_play(names, url, [])), 4)[3]
+
+        def host_task(state: str) -> dict[str, Any]:
+            return task("cs_host", name=names["host"], zone=names["zone"], allocation_state=state)
+
+        entered = self.ok(self.ansible.play([host_task("maintenance")]), 1)[0]
+        self.assertTrue(entered.changed)
+        self.assertEqual((entered["id"], entered["allocation_state"]), (made["id"], "maintenance"))
+        self.assertEqual(self.admin.listHosts(id=made["id"])["host"][0]["resourcestate"], "Maintenance")
+        self.assertFalse(self.ok(self.ansible.play([host_task("maintenance")]), 1)[0].changed)
+
+        left = self.ok(self.ansible.play([host_task("enabled")]), 1)[0]
+        self.assertTrue(left.changed)
+        self.assertEqual(left["allocation_state"], "enabled")
+        self.assertEqual(self.admin.listHosts(id=made["id"])["host"][0]["resourcestate"], "Enabled")
+        self.assertFalse(self.ok(self.ansible.play([host_task("enabled")]), 1)[0].changed)
+
     def test_zone_info_lists_zones(self) -> None:
         """cs_zone_info lists every zone, or the one named, with the fields cs_zone set."""
         name = unique("info-zone")
