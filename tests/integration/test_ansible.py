@@ -244,7 +244,7 @@ class TemplateTests(AnsibleCase):
             self.assertNotIn("rror", tpl.get("status", ""), tpl)
             return tpl if tpl["isready"] else None
 
-        tpl = poll(ready, timeout=60, interval=0.2)
+        tpl = poll(ready, timeout=120, interval=0.2)
         self.assertEqual((tpl["status"], tpl["size"]), ("Download Complete", 64 * 2**20))
 
         again = self.ok(self.ansible.play([register]), 1)[0]

@@ -262,7 +262,7 @@ class CreatedThroughApiTests(ClientCase):
             self.assertNotIn("rror", tpl.get("status", ""), tpl)
             return bool(tpl["isready"])
 
-        poll(ready, timeout=60, interval=0.2)
+        poll(ready, timeout=120, interval=0.2)
         listed = [t for t in self.cs("listTemplates", "templatefilter=executable", f"zoneid={zone['id']}")["template"]
                   if t["id"] == registered["id"]]
         self.assertEqual([(t["name"], t["status"], t["size"], t["ostypename"]) for t in listed],
