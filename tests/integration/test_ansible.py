@@ -214,8 +214,9 @@ class TemplateTests(AnsibleCase):
         return zone
 
     def test_register_then_absent(self) -> None:
-        """cs_template registers a qcow2 from a local server and waits nothing: the template is listed with
-        its checksum, becomes Ready in the zone; a second run changes nothing; state=absent deletes it."""
+        """cs_template registers a qcow2 from a local server: the module returns the template with the values
+        and checksum given, the download makes it Ready in the zone, a second run changes nothing, and
+        state=absent deletes it (once)."""
         zone = self.zone_with_store()
         files = os.path.abspath(self.mktemp())
         os.makedirs(files)
@@ -226,9 +227,10 @@ class TemplateTests(AnsibleCase):
         self.addCleanup(server.stop)
         ostype = self.admin.listOsTypes(description="Other Linux (64-bit)")["ostype"][0]
         name = unique("ans-tpl")
+        checksum = "{SHA-256}" + hashlib.sha256(image).hexdigest()
         register = task("cs_template", name=name, display_text="from ansible", url=server.url("disk.qcow2"),
                         format="QCOW2", hypervisor="Simulator", os_type=ostype["description"],
-                        zone=zone["name"], checksum="{SHA-256}" + hashlib.sha256(image).hexdigest(),
+                        zone=zone["name"], checksum=checksum,
                         is_extractable=True, password_enabled=False)
 
         made = self.ok(self.ansible.play([register]), 1)[0]
@@ -237,6 +239,7 @@ class TemplateTests(AnsibleCase):
                          (name, "QCOW2", "Simulator", zone["name"]))
         self.assertEqual((made["is_extractable"], made["password_enabled"], made["os_type"]),
                          (True, False, ostype["description"]))
+        self.assertEqual(made["checksum"], checksum)
 
         def ready() -> dict[str, Any] | None:
             found = self.admin.listTemplates(templatefilter="self", id=made["id"], zoneid=zone["id"])
