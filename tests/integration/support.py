@@ -65,10 +65,17 @@ class DaemonCase(SynchronousTestCase):
     """Base class: one daemon shared by the tests of each concrete subclass."""
 
     db_url: ClassVar[str | None] = None
+    # the daemon builds the simulated zone (as `make run` does) instead of starting empty
+    simulator: ClassVar[bool] = False
     # per concrete class (set with setattr on the class itself, never inherited)
     _daemon: ClassVar[CloudDaemon | None]
     _pending: ClassVar[int]
     _start_error: ClassVar[BaseException | None]
+    # the class's own attributes when its daemon started: what tests add or change on the class while it
+    # runs (a zone made once, a cached id) belongs to that daemon and is put back when it stops. Under
+    # `trial -j` a worker may run a class's tests one at a time, each with a daemon of its own.
+    _baseline: ClassVar[dict[str, Any]]
+    _BOOKKEEPING = frozenset({"_daemon", "_pending", "_start_error", "_baseline"})
 
     def __init__(self, methodName: str = "runTest") -> None:  # noqa: N803 (unittest API)
         super().__init__(methodName)
@@ -91,12 +98,13 @@ class DaemonCase(SynchronousTestCase):
         basedir = tempfile.mkdtemp(prefix=f"cloudd-{cls.__name__}-", dir=os.getcwd())
         try:
             cls.prepare(basedir)
-            daemon = CloudDaemon(basedir, db_url=cls.db_url)
+            daemon = CloudDaemon(basedir, db_url=cls.db_url, simulator=cls.simulator)
             daemon.start()
         except BaseException as exc:
             cls._start_error = exc
             raise
         _RUNNING.append(daemon)
+        cls._baseline = {k: v for k, v in cls.__dict__.items() if k not in cls._BOOKKEEPING}
         cls._daemon = daemon
         return daemon
 
@@ -109,6 +117,12 @@ class DaemonCase(SynchronousTestCase):
             daemon.stop()
             _RUNNING.remove(daemon)
             shutil.rmtree(daemon.basedir, ignore_errors=True)
+            baseline = cls.__dict__.get("_baseline", {})
+            for key in [k for k in cls.__dict__ if k not in cls._BOOKKEEPING]:
+                if key not in baseline:
+                    delattr(cls, key)
+                elif cls.__dict__[key] is not baseline[key]:
+                    setattr(cls, key, baseline[key])
 
     def setUp(self) -> None:
         self.addCleanup(type(self)._release)

@@ -13,19 +13,16 @@ Two halves:
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
-import tempfile
 from typing import Any, ClassVar
 
 from libcloud.compute.providers import get_driver
 from libcloud.compute.types import Provider
 
 from cloudd.hypervisor import write_simulated_host
-from tests.integration.support import _RUNNING, DaemonCase, poll, run_cs_cli, unique
+from tests.integration.support import DaemonCase, poll, run_cs_cli, unique
 from tests.integration.test_ssvm import FileServerProcess
 from tests.ssvm import images
-from tests.util.daemon import CloudDaemon
 
 try:
     from cloudd import simulator as sim
@@ -54,31 +51,11 @@ class SimulatedZoneTests(ClientCase):
     """The simulated zone that `twistd cloudd` builds on embedded defaults, as the clients see it."""
 
     skip = None if sim is not None else "cloudd.simulator (the simulated zone) is not in this tree yet"
+    # the daemon starts on embedded defaults: with the simulated zone
+    simulator = True
     # per class: the zone once ready, or why it never was (so later tests fail at once, not after a wait)
     _zone: ClassVar[dict[str, Any] | None] = None
     _not_ready: ClassVar[str | None] = None
-
-    @classmethod
-    def _started(cls) -> CloudDaemon:
-        """The shared daemon, started on embedded defaults: with the simulated zone."""
-        daemon = cls.__dict__.get("_daemon")
-        if daemon is not None:
-            return daemon
-        error = cls.__dict__.get("_start_error")
-        if error is not None:
-            raise RuntimeError(f"the daemon of {cls.__name__} failed to start") from error
-        basedir = tempfile.mkdtemp(prefix=f"cloudd-{cls.__name__}-", dir=os.getcwd())
-        # tests/util/daemon.py starts daemons with --no-simulator unless asked for the simulator
-        wants: dict[str, Any] = {"simulator": True} if "simulator" in inspect.signature(CloudDaemon).parameters else {}
-        try:
-            daemon = CloudDaemon(basedir, db_url=cls.db_url, **wants)
-            daemon.start()
-        except BaseException as exc:
-            cls._start_error = exc
-            raise
-        _RUNNING.append(daemon)
-        cls._daemon = daemon
-        return daemon
 
     def setUp(self) -> None:
         super().setUp()
