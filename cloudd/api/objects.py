@@ -18,7 +18,7 @@ results built by hand).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cloudd.api.registry import Field, ResponseDoc
@@ -37,31 +37,72 @@ class Out:
     source: str | Callable[[Any], Any] | None = None
     # the object of each element (type "list"/"set") or of a nested object (type "responseobject")
     children: ResponseObject | None = None
+    _get: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+    _shape: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # worked out once: a list answer reads thousands of fields
+        object.__setattr__(self, "_get", _getter(self.source if self.source is not None else self.name))
+        object.__setattr__(self, "_shape", self._shaper())
 
     def value(self, obj: Any) -> Any:
-        src = self.source if self.source is not None else self.name
-        if callable(src):
-            value = src(obj)
-        else:
-            value = obj
-            for part in src.split("."):
-                if value is None:
-                    break
-                value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
-        return self.shape(value)
+        value = self._get(obj)
+        return None if value is None else self._shape(value)
 
     def shape(self, value: Any) -> Any:
-        if value is None:
-            return None
-        if self.type == "date" and isinstance(value, int | float) and not isinstance(value, bool):
-            return cs_date(int(value))
+        return None if value is None else self._shape(value)
+
+    def _shaper(self) -> Callable[[Any], Any]:
+        children = self.children
+        if self.type == "date":
+            return _date
         if self.type == "boolean":
-            return bool(value)
-        if self.children is not None and self.type in ("list", "set"):
-            return [dict(v) if isinstance(v, Mapping) else self.children.render(v) for v in value]
-        if self.children is not None and self.type == "responseobject" and not isinstance(value, Mapping):
-            return self.children.render(value)
-        return value
+            return bool
+        if children is not None and self.type in ("list", "set"):
+            return lambda value: [dict(v) if isinstance(v, Mapping) else children.render(v) for v in value]
+        if children is not None and self.type == "responseobject":
+            return lambda value: value if isinstance(value, Mapping) else children.render(value)
+        return _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _date(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return cs_date(int(value))
+    return value
+
+
+def _getter(source: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A function reading `source` (a callable, an attribute or key name, or a dotted path) from an object."""
+    if callable(source):
+        return source
+    parts = source.split(".")
+
+    def step(name: str) -> Callable[[Any], Any]:
+        def get(obj: Any) -> Any:
+            if type(obj) is dict:
+                return obj.get(name)
+            if isinstance(obj, Mapping):
+                return obj.get(name)
+            return getattr(obj, name, None)
+
+        return get
+
+    steps = [step(p) for p in parts]
+    if len(steps) == 1:
+        return steps[0]
+
+    def path(obj: Any) -> Any:
+        for get in steps:
+            if obj is None:
+                return None
+            obj = get(obj)
+        return obj
+
+    return path
 
 
 class UndeclaredField(AssertionError):
@@ -77,17 +118,26 @@ class ResponseObject:
         self.by_name = {f.name: f for f in fields}
         if len(self.by_name) != len(fields):
             raise ValueError(f"a field of {name} is declared twice")
+        self._plan = [(f.name, f._get, f._shape) for f in fields]
 
     def render(self, obj: Any, **more: Any) -> dict[str, Any]:
         """The object's fields as CloudStack renders them (None values left out)."""
         out: dict[str, Any] = {}
-        for f in self.fields:
-            value = more.pop(f.name) if f.name in more else _MISSING
-            value = f.value(obj) if value is _MISSING else f.shape(value)
-            if value is not None:
-                out[f.name] = value
         if more:
-            raise UndeclaredField(f"{self.name} does not declare {sorted(more)}")
+            for f in self.fields:
+                value = more.pop(f.name) if f.name in more else _MISSING
+                value = f.value(obj) if value is _MISSING else f.shape(value)
+                if value is not None:
+                    out[f.name] = value
+            if more:
+                raise UndeclaredField(f"{self.name} does not declare {sorted(more)}")
+            return out
+        for name, get, shape in self._plan:
+            value = get(obj)
+            if value is not None:
+                value = shape(value)
+                if value is not None:
+                    out[name] = value
         return out
 
     def doc(self) -> ResponseDoc:
