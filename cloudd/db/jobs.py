@@ -167,6 +167,15 @@ class JobsComponent(DBComponent):
 
         return self.pool.do(thd)
 
+    def expunge_expired(self, max_age: int) -> Deferred[int]:
+        """Delete the finished jobs created more than `max_age` seconds ago by the database's clock, so
+        a server whose own clock is far ahead does not delete every finished job at once."""
+        def thd(conn: Connection) -> int:
+            res = conn.execute(J.delete().where(J.c.created < db_now() - max_age, J.c.status != PENDING))
+            return int(res.rowcount or 0)
+
+        return self.pool.do(thd)
+
     # --- management-server processes ------------------------------------------------------------
 
     def db_time(self) -> Deferred[int]:

@@ -254,10 +254,11 @@ class JobRunner(MultiService):
                 self._end(held, CANCEL_TEXT)
 
     def _gc(self) -> Deferred[None]:
-        cutoff = int(self.clock.seconds() - self.settings.int("job.expire.minutes") * 60)
+        max_age = self.settings.int("job.expire.minutes") * 60
+
         async def clean() -> None:
             try:
-                await self.db.jobs.expunge_older_than(cutoff)
+                await self.db.jobs.expunge_expired(max_age)
                 await self.db.sessions.expire()
             except sa.exc.DBAPIError as exc:
                 self.log.warn("job and session clean-up failed: the database is unreachable ({error})",

@@ -721,6 +721,18 @@ class JobsTests(DBTestCase):
         self.ok(self.db.jobs.get_by_uuid(old_pending.uuid))
         self.ok(self.db.jobs.get_by_uuid(new_done.uuid))
 
+    def test_expunge_expired_by_database_clock(self) -> None:
+        """expunge_expired judges age by the database's clock, not the process's: jobs stamped on this
+        test's fake clock (mid-2025) are older than a day by the database's clock, younger than a
+        century; pending ones always stay."""
+        done = self._job()
+        pending = self._job()
+        self.ok(self.db.jobs.complete(done.id, SUCCEEDED, 0, None))
+        self.assertEqual(self.ok(self.db.jobs.expunge_expired(100 * 365 * 86400)), 0)
+        self.assertEqual(self.ok(self.db.jobs.expunge_expired(86400)), 1)
+        self.fails(self.db.jobs.get_by_uuid(done.uuid), NotFound)
+        self.ok(self.db.jobs.get_by_uuid(pending.uuid))
+
     def test_mshosts(self) -> None:
         """Registering the same server uuid again reuses its row with the new run id; heartbeats carry the
         database's time (in SQL), never the local clock's."""

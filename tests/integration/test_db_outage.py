@@ -350,7 +350,7 @@ class DbOutageTests(TestCase):
             conn.execute(model.async_jobs.insert().values(
                 uuid="dead-job-" + os.urandom(4).hex(), user_id=jobid[0], account_id=jobid[1], domain_id=jobid[2],
                 command="waitForGate", cmd="x", cmd_info="{}", sync_object="Test:dead", status=PENDING,
-                proc_status=0, result_code=0, msid=dead.id, created=0))
+                proc_status=0, result_code=0, msid=dead.id, created=db_now() - 5))
         # a few of A's heartbeats: the dead peer's job is failed, the live peer's is left alone
         await sleep(1.0)
         with self.direct.begin() as conn:
