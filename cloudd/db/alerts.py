@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
 
 from cloudd.db import model
-from cloudd.db.base import DBComponent, NotFound, Page, apply_page, contains, insert_id, new_uuid
+from cloudd.db.base import DBComponent, Page, contains, insert_id, new_uuid, thd_count_and_page
 
 T = model.alerts
 
@@ -57,13 +57,7 @@ class AlertsComponent(DBComponent):
 
     def get_by_uuid(self, uuid: str) -> Deferred[Alert]:
         """One alert that was not deleted, archived or not (NotFound otherwise)."""
-        def thd(conn: Connection) -> Alert:
-            row = conn.execute(sa.select(T).where(T.c.uuid == uuid, T.c.removed.is_(None))).first()
-            if row is None:
-                raise NotFound(uuid)
-            return _alert(row)
-
-        return self.pool.do(thd)
+        return self.get_live(sa.select(T), T.c.uuid, uuid, _alert)
 
     def search(self, f: AlertFilter, page: Page) -> Deferred[tuple[int, list[Alert]]]:
         def thd(conn: Connection) -> tuple[int, list[Alert]]:
@@ -76,9 +70,8 @@ class AlertsComponent(DBComponent):
                 q = q.where(T.c.name == f.name)
             if f.keyword:
                 q = q.where(contains(T.c.subject, f.keyword))
-            total = conn.execute(sa.select(sa.func.count()).select_from(q.subquery())).scalar_one()
-            rows = conn.execute(apply_page(q.order_by(T.c.created.desc(), T.c.id.desc()), page)).all()
-            return int(total), [_alert(r) for r in rows]
+            total, rows = thd_count_and_page(conn, q, [T.c.created.desc(), T.c.id.desc()], page)
+            return total, [_alert(r) for r in rows]
 
         return self.pool.do(thd)
 

@@ -22,13 +22,18 @@ from cloudd.db import model
 from cloudd.db.base import (
     Conflict,
     DBComponent,
-    NotFound,
     Page,
     apply_page,
     contains,
     escape_like,
     insert_id,
     new_uuid,
+    thd_count_and_page,
+    thd_count_live,
+    thd_exists,
+    thd_live_row,
+    thd_one,
+    thd_update_live,
 )
 
 IS, VM, T, TZ, TP = (model.image_stores, model.system_vms, model.templates, model.template_zones,
@@ -253,8 +258,6 @@ def _template(r: Any, prefix: str = "") -> Template:
         r.domain_name, r.domain_path, g("created"))
 
 
-
-
 def copy_select() -> sa.Select:
     return sa.select(TZ, Z.c.uuid.label("zone_uuid"), Z.c.name.label("zone_name")).select_from(
         TZ.join(Z, TZ.c.zone_id == Z.c.id))
@@ -289,22 +292,13 @@ class ImagesComponent(DBComponent):
         return self.pool.do(thd)
 
     def thd_get_store(self, conn: Connection, store_id: int) -> ImageStore:
-        row = conn.execute(store_select().where(IS.c.id == store_id, IS.c.removed.is_(None))).first()
-        if row is None:
-            raise NotFound(store_id)
-        return _store(row)
+        return _store(thd_live_row(conn, store_select(), IS.c.id, store_id))
 
     def get_store(self, store_id: int) -> Deferred[ImageStore]:
         return self.pool.do(lambda conn: self.thd_get_store(conn, store_id))
 
     def get_store_by_uuid(self, uuid: str) -> Deferred[ImageStore]:
-        def thd(conn: Connection) -> ImageStore:
-            row = conn.execute(store_select().where(IS.c.uuid == uuid, IS.c.removed.is_(None))).first()
-            if row is None:
-                raise NotFound(uuid)
-            return _store(row)
-
-        return self.pool.do(thd)
+        return self.get_live(store_select(), IS.c.uuid, uuid, _store)
 
     def search_stores(self, *, store_id: int | None = None, zone_id: int | None = None, name: str | None = None,
                       protocol: str | None = None, provider: str | None = None, keyword: str | None = None,
@@ -323,9 +317,8 @@ class ImagesComponent(DBComponent):
                 where.append(IS.c.provider == provider)
             if keyword:
                 where.append(contains(IS.c.name, keyword))
-            total = conn.execute(sa.select(sa.func.count()).select_from(IS).where(*where)).scalar_one()
-            rows = conn.execute(apply_page(store_select().where(*where).order_by(IS.c.id), page)).all()
-            return int(total), [_store(r) for r in rows]
+            total, rows = thd_count_and_page(conn, store_select().where(*where), [IS.c.id], page)
+            return total, [_store(r) for r in rows]
 
         return self.pool.do(thd)
 
@@ -346,11 +339,10 @@ class ImagesComponent(DBComponent):
     def remove_store(self, store_id: int) -> Deferred[None]:
         """Remove a store that holds no template copy (Conflict otherwise)."""
         def thd(conn: Connection) -> None:
-            used = conn.execute(sa.select(sa.func.count()).select_from(TZ).where(
-                TZ.c.store_id == store_id, TZ.c.removed.is_(None))).scalar_one()
+            used = thd_count_live(conn, TZ, TZ.c.store_id == store_id)
             if used:
                 raise Conflict(f"{used} template(s) or ISO(s) are stored on it")
-            conn.execute(IS.update().where(IS.c.id == store_id, IS.c.removed.is_(None)).values(removed=self.now()))
+            self.thd_mark_removed(conn, IS, store_id)
 
         return self.pool.do(thd)
 
@@ -370,22 +362,13 @@ class ImagesComponent(DBComponent):
         return self.pool.do(thd)
 
     def thd_get_vm(self, conn: Connection, vm_id: int) -> SystemVm:
-        row = conn.execute(vm_select().where(VM.c.id == vm_id, VM.c.removed.is_(None))).first()
-        if row is None:
-            raise NotFound(vm_id)
-        return _vm(row)
+        return _vm(thd_live_row(conn, vm_select(), VM.c.id, vm_id))
 
     def get_vm(self, vm_id: int) -> Deferred[SystemVm]:
         return self.pool.do(lambda conn: self.thd_get_vm(conn, vm_id))
 
     def get_vm_by_uuid(self, uuid: str) -> Deferred[SystemVm]:
-        def thd(conn: Connection) -> SystemVm:
-            row = conn.execute(vm_select().where(VM.c.uuid == uuid, VM.c.removed.is_(None))).first()
-            if row is None:
-                raise NotFound(uuid)
-            return _vm(row)
-
-        return self.pool.do(thd)
+        return self.get_live(vm_select(), VM.c.uuid, uuid, _vm)
 
     def vm_of_zone(self, zone_id: int, vm_type: str) -> Deferred[SystemVm | None]:
         def thd(conn: Connection) -> SystemVm | None:
@@ -406,9 +389,8 @@ class ImagesComponent(DBComponent):
                     where.append(column == value)
             if keyword:
                 where.append(contains(VM.c.name, keyword))
-            total = conn.execute(sa.select(sa.func.count()).select_from(VM).where(*where)).scalar_one()
-            rows = conn.execute(apply_page(vm_select().where(*where).order_by(VM.c.id), page)).all()
-            return int(total), [_vm(r) for r in rows]
+            total, rows = thd_count_and_page(conn, vm_select().where(*where), [VM.c.id], page)
+            return total, [_vm(r) for r in rows]
 
         return self.pool.do(thd)
 
@@ -457,9 +439,7 @@ class ImagesComponent(DBComponent):
     def add_copy(self, template_id: int, zone_id: int, store_id: int, source_url: str) -> Deferred[TemplateCopy]:
         """A new copy of a template in another zone (copyTemplate); Conflict when it has one there."""
         def thd(conn: Connection) -> TemplateCopy:
-            there = conn.execute(sa.select(TZ.c.id).where(TZ.c.template_id == template_id, TZ.c.zone_id == zone_id,
-                                                          TZ.c.removed.is_(None))).first()
-            if there is not None:
+            if thd_exists(conn, TZ, TZ.c.template_id == template_id, TZ.c.zone_id == zone_id):
                 raise Conflict("the template is already in that zone")
             conn.execute(T.update().where(T.c.id == template_id).values(cross_zones=0))
             return self.thd_add_copy(conn, template_id, zone_id, store_id, source_url)
@@ -467,22 +447,13 @@ class ImagesComponent(DBComponent):
         return self.pool.do(thd)
 
     def thd_get_template(self, conn: Connection, template_id: int) -> Template:
-        row = conn.execute(template_select().where(T.c.id == template_id, T.c.removed.is_(None))).first()
-        if row is None:
-            raise NotFound(template_id)
-        return _template(row)
+        return _template(thd_live_row(conn, template_select(), T.c.id, template_id))
 
     def get_template(self, template_id: int) -> Deferred[Template]:
         return self.pool.do(lambda conn: self.thd_get_template(conn, template_id))
 
     def get_template_by_uuid(self, uuid: str) -> Deferred[Template]:
-        def thd(conn: Connection) -> Template:
-            row = conn.execute(template_select().where(T.c.uuid == uuid, T.c.removed.is_(None))).first()
-            if row is None:
-                raise NotFound(uuid)
-            return _template(row)
-
-        return self.pool.do(thd)
+        return self.get_live(template_select(), T.c.uuid, uuid, _template)
 
     def find_template(self, name: str, is_iso: bool, account_id: int) -> Deferred[Template | None]:
         """An account's live template (or ISO) of that name."""
@@ -502,7 +473,7 @@ class ImagesComponent(DBComponent):
                 if isinstance(row[key], bool):
                     row[key] = int(row[key])
             if row:
-                conn.execute(T.update().where(T.c.id == template_id, T.c.removed.is_(None)).values(**row))
+                thd_update_live(conn, T, template_id, **row)
             return self.thd_get_template(conn, template_id)
 
         return self.pool.do(thd)
@@ -517,9 +488,7 @@ class ImagesComponent(DBComponent):
                 where.append(TZ.c.zone_id == zone_id)
             gone = [_copy(r) for r in conn.execute(copy_select().where(*where)).all()]
             conn.execute(TZ.update().where(*where).values(removed=now, updated=now))
-            left = conn.execute(sa.select(sa.func.count()).select_from(TZ).where(
-                TZ.c.template_id == template_id, TZ.c.removed.is_(None))).scalar_one()
-            if not left:
+            if not thd_count_live(conn, TZ, TZ.c.template_id == template_id):
                 conn.execute(T.update().where(T.c.id == template_id).values(removed=now))
                 conn.execute(TP.delete().where(TP.c.template_id == template_id))
             return gone
@@ -589,10 +558,7 @@ class ImagesComponent(DBComponent):
     # -- copies (downloads) ------------------------------------------------------------------------
 
     def thd_get_copy(self, conn: Connection, copy_id: int) -> TemplateCopy:
-        row = conn.execute(copy_select().where(TZ.c.id == copy_id)).first()
-        if row is None:
-            raise NotFound(copy_id)
-        return _copy(row)
+        return _copy(thd_one(conn, copy_select().where(TZ.c.id == copy_id), copy_id))
 
     def get_copy(self, copy_id: int) -> Deferred[TemplateCopy]:
         return self.pool.do(lambda conn: self.thd_get_copy(conn, copy_id))

@@ -16,7 +16,18 @@ from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
 
 from cloudd.db import model
-from cloudd.db.base import DBComponent, NotFound, Page, apply_page, contains, insert_id, new_uuid
+from cloudd.db.base import (
+    DBComponent,
+    Page,
+    contains,
+    insert_id,
+    new_uuid,
+    thd_count_and_page,
+    thd_exists,
+    thd_live_row,
+    thd_tags_of,
+    thd_update_live,
+)
 from cloudd.errors import in_use, invalid_value
 
 Z, PD, C, H, HT = model.zones, model.pods, model.clusters, model.hosts, model.host_tags
@@ -229,80 +240,34 @@ class NewHost:
     tags: tuple[str, ...] = field(default=())
 
 
-def _count_and_page(conn: Connection, query: Any, order: Any, page: Page) -> tuple[int, list[Any]]:
-    total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
-    rows = list(conn.execute(apply_page(query.order_by(*order), page)).all()) if total else []
-    return int(total), rows
-
-
-def _tags_of(conn: Connection, host_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
-    ids = list(host_ids)
-    out: dict[int, list[str]] = {i: [] for i in ids}
-    if ids:
-        for host_id, tag in conn.execute(sa.select(HT.c.host_id, HT.c.tag).where(HT.c.host_id.in_(ids))
-                                         .order_by(HT.c.id)).all():
-            out[host_id].append(tag)
-    return {k: tuple(v) for k, v in out.items()}
-
-
 class InfraComponent(DBComponent):
     """Zones, pods, clusters and hosts: reads, searches, writes and the host state compare-and-set."""
 
     def thd_get_zone(self, conn: Connection, zone_id: int) -> Zone:
-        row = conn.execute(sa.select(Z).where(Z.c.id == zone_id, Z.c.removed.is_(None))).first()
-        if row is None:
-            raise NotFound(zone_id)
-        return _zone(row)
+        return _zone(thd_live_row(conn, sa.select(Z), Z.c.id, zone_id))
 
     def get_zone(self, zone_id: int) -> Deferred[Zone]:
         return self.pool.do(lambda conn: self.thd_get_zone(conn, zone_id))
 
     def get_zone_by_uuid(self, uuid: str) -> Deferred[Zone]:
-        def thd(conn: Connection) -> Zone:
-            row = conn.execute(sa.select(Z).where(Z.c.uuid == uuid, Z.c.removed.is_(None))).first()
-            if row is None:
-                raise NotFound(uuid)
-            return _zone(row)
-
-        return self.pool.do(thd)
+        return self.get_live(sa.select(Z), Z.c.uuid, uuid, _zone)
 
     def get_pod_by_uuid(self, uuid: str) -> Deferred[Pod]:
-        def thd(conn: Connection) -> Pod:
-            row = conn.execute(pod_select().where(PD.c.uuid == uuid, PD.c.removed.is_(None))).first()
-            if row is None:
-                raise NotFound(uuid)
-            return _pod(row)
-
-        return self.pool.do(thd)
+        return self.get_live(pod_select(), PD.c.uuid, uuid, _pod)
 
     def get_cluster_by_uuid(self, uuid: str) -> Deferred[Cluster]:
-        def thd(conn: Connection) -> Cluster:
-            row = conn.execute(cluster_select().where(C.c.uuid == uuid, C.c.removed.is_(None))).first()
-            if row is None:
-                raise NotFound(uuid)
-            return _cluster(row)
-
-        return self.pool.do(thd)
+        return self.get_live(cluster_select(), C.c.uuid, uuid, _cluster)
 
     def thd_get_host(self, conn: Connection, host_id: int) -> Host:
-        row = conn.execute(host_select().where(H.c.id == host_id, H.c.removed.is_(None))).first()
-        if row is None:
-            raise NotFound(host_id)
-        tags = tuple(t for (t,) in conn.execute(sa.select(HT.c.tag).where(HT.c.host_id == host_id)
-                                               .order_by(HT.c.id)).all())
-        return _host(row, tags)
+        row = thd_live_row(conn, host_select(), H.c.id, host_id)
+        return _host(row, thd_tags_of(conn, HT.c.host_id, [host_id])[host_id])
 
     def get_host(self, host_id: int) -> Deferred[Host]:
         return self.pool.do(lambda conn: self.thd_get_host(conn, host_id))
 
     def get_host_by_uuid(self, uuid: str) -> Deferred[Host]:
-        def thd(conn: Connection) -> Host:
-            row = conn.execute(sa.select(H.c.id).where(H.c.uuid == uuid, H.c.removed.is_(None))).first()
-            if row is None:
-                raise NotFound(uuid)
-            return self.thd_get_host(conn, row.id)
-
-        return self.pool.do(thd)
+        return self.pool.do(
+            lambda conn: self.thd_get_host(conn, thd_live_row(conn, sa.select(H.c.id), H.c.uuid, uuid).id))
 
     def cas_host_state(self, host_id: int, expected: Iterable[str], new: str, **values: Any) -> Deferred[bool]:
         """Compare-and-set of a host's connection state (`state`); `state_changed` is set too."""
@@ -313,7 +278,7 @@ class InfraComponent(DBComponent):
     def create_zone(self, values: Mapping[str, Any]) -> Deferred[Zone]:
         """Store a zone (column values); 431 when a live zone has that name already."""
         def thd(conn: Connection) -> Zone:
-            if conn.execute(sa.select(Z.c.id).where(Z.c.name == values["name"], Z.c.removed.is_(None))).first():
+            if thd_exists(conn, Z, Z.c.name == values["name"]):
                 raise invalid_value(f"A zone with name {values['name']} already exists")
             result = conn.execute(Z.insert().values(uuid=new_uuid(), created=self.now(), **values))
             return self.thd_get_zone(conn, insert_id(result))
@@ -323,11 +288,10 @@ class InfraComponent(DBComponent):
     def update_zone(self, zone_id: int, values: Mapping[str, Any]) -> Deferred[Zone]:
         def thd(conn: Connection) -> Zone:
             name = values.get("name")
-            if name is not None and conn.execute(sa.select(Z.c.id).where(
-                    Z.c.name == name, Z.c.id != zone_id, Z.c.removed.is_(None))).first():
+            if name is not None and thd_exists(conn, Z, Z.c.name == name, except_id=zone_id):
                 raise invalid_value(f"A zone with name {name} already exists")
             if values:
-                conn.execute(Z.update().where(Z.c.id == zone_id, Z.c.removed.is_(None)).values(**values))
+                thd_update_live(conn, Z, zone_id, **values)
             return self.thd_get_zone(conn, zone_id)
 
         return self.pool.do(thd)
@@ -336,11 +300,8 @@ class InfraComponent(DBComponent):
         """Mark a zone removed; 536 while pods or hosts live in it."""
         def thd(conn: Connection) -> None:
             zone = self.thd_get_zone(conn, zone_id)
-            pods = conn.execute(sa.select(sa.func.count()).where(PD.c.zone_id == zone_id, PD.c.removed.is_(None)))
-            hosts = conn.execute(sa.select(sa.func.count()).where(H.c.zone_id == zone_id, H.c.removed.is_(None)))
-            if pods.scalar_one() or hosts.scalar_one():
-                raise in_use(f"The zone {zone.name} is not deletable because there are pods or hosts in this zone")
-            conn.execute(Z.update().where(Z.c.id == zone_id).values(removed=self.now()))
+            self.thd_remove_unused(conn, Z, zone_id, (PD.c.zone_id, H.c.zone_id), in_use(
+                f"The zone {zone.name} is not deletable because there are pods or hosts in this zone"))
 
         return self.pool.do(thd)
 
@@ -364,7 +325,7 @@ class InfraComponent(DBComponent):
                 ancestors = sa.select(D.c.id).where(sa.literal(f.visible_to_path).like(D.c.path + "%"),
                                                     D.c.removed.is_(None))
                 q = q.where(sa.or_(Z.c.domain_id.is_(None), Z.c.domain_id.in_(ancestors)))
-            total, rows = _count_and_page(conn, q, [Z.c.id], page)
+            total, rows = thd_count_and_page(conn, q, [Z.c.id], page)
             return total, [_zone(r) for r in rows]
 
         return self.pool.do(thd)
@@ -372,20 +333,14 @@ class InfraComponent(DBComponent):
     # --- pods -------------------------------------------------------------------------------------
 
     def thd_get_pod(self, conn: Connection, pod_id: int) -> Pod:
-        row = conn.execute(pod_select().where(PD.c.id == pod_id, PD.c.removed.is_(None))).first()
-        if row is None:
-            raise NotFound(pod_id)
-        return _pod(row)
+        return _pod(thd_live_row(conn, pod_select(), PD.c.id, pod_id))
 
     def get_pod(self, pod_id: int) -> Deferred[Pod]:
         return self.pool.do(lambda conn: self.thd_get_pod(conn, pod_id))
 
     @staticmethod
     def _thd_check_pod_name(conn: Connection, zone_id: int, name: str, pod_id: int | None = None) -> None:
-        q = sa.select(PD.c.id).where(PD.c.zone_id == zone_id, PD.c.name == name, PD.c.removed.is_(None))
-        if pod_id is not None:
-            q = q.where(PD.c.id != pod_id)
-        if conn.execute(q).first():
+        if thd_exists(conn, PD, PD.c.zone_id == zone_id, PD.c.name == name, except_id=pod_id):
             raise invalid_value(f"A pod with name {name} already exists in the zone")
 
     def create_pod(self, values: Mapping[str, Any]) -> Deferred[Pod]:
@@ -412,11 +367,8 @@ class InfraComponent(DBComponent):
         """Mark a pod removed; 536 while clusters or hosts live in it."""
         def thd(conn: Connection) -> None:
             pod = self.thd_get_pod(conn, pod_id)
-            clusters = conn.execute(sa.select(sa.func.count()).where(C.c.pod_id == pod_id, C.c.removed.is_(None)))
-            hosts = conn.execute(sa.select(sa.func.count()).where(H.c.pod_id == pod_id, H.c.removed.is_(None)))
-            if clusters.scalar_one() or hosts.scalar_one():
-                raise in_use(f"The pod {pod.name} is not deletable because there are clusters or hosts in this pod")
-            conn.execute(PD.update().where(PD.c.id == pod_id).values(removed=self.now()))
+            self.thd_remove_unused(conn, PD, pod_id, (C.c.pod_id, H.c.pod_id), in_use(
+                f"The pod {pod.name} is not deletable because there are clusters or hosts in this pod"))
 
         return self.pool.do(thd)
 
@@ -433,7 +385,7 @@ class InfraComponent(DBComponent):
                 q = q.where(PD.c.allocation_state == f.allocation_state)
             if f.keyword:
                 q = q.where(contains(PD.c.name, f.keyword))
-            total, rows = _count_and_page(conn, q, [PD.c.id], page)
+            total, rows = thd_count_and_page(conn, q, [PD.c.id], page)
             return total, [_pod(r) for r in rows]
 
         return self.pool.do(thd)
@@ -441,20 +393,14 @@ class InfraComponent(DBComponent):
     # --- clusters ---------------------------------------------------------------------------------
 
     def thd_get_cluster(self, conn: Connection, cluster_id: int) -> Cluster:
-        row = conn.execute(cluster_select().where(C.c.id == cluster_id, C.c.removed.is_(None))).first()
-        if row is None:
-            raise NotFound(cluster_id)
-        return _cluster(row)
+        return _cluster(thd_live_row(conn, cluster_select(), C.c.id, cluster_id))
 
     def get_cluster(self, cluster_id: int) -> Deferred[Cluster]:
         return self.pool.do(lambda conn: self.thd_get_cluster(conn, cluster_id))
 
     @staticmethod
     def _thd_check_cluster_name(conn: Connection, pod_id: int, name: str, cluster_id: int | None = None) -> None:
-        q = sa.select(C.c.id).where(C.c.pod_id == pod_id, C.c.name == name, C.c.removed.is_(None))
-        if cluster_id is not None:
-            q = q.where(C.c.id != cluster_id)
-        if conn.execute(q).first():
+        if thd_exists(conn, C, C.c.pod_id == pod_id, C.c.name == name, except_id=cluster_id):
             raise invalid_value(f"A cluster with name {name} already exists in the pod")
 
     def create_cluster(self, values: Mapping[str, Any]) -> Deferred[Cluster]:
@@ -483,11 +429,8 @@ class InfraComponent(DBComponent):
         """Mark a cluster removed; 536 while hosts live in it."""
         def thd(conn: Connection) -> None:
             cluster = self.thd_get_cluster(conn, cluster_id)
-            hosts = conn.execute(sa.select(sa.func.count()).where(H.c.cluster_id == cluster_id,
-                                                                  H.c.removed.is_(None)))
-            if hosts.scalar_one():
-                raise in_use(f"The cluster {cluster.name} is not deletable because there are hosts in this cluster")
-            conn.execute(C.update().where(C.c.id == cluster_id).values(removed=self.now()))
+            self.thd_remove_unused(conn, C, cluster_id, (H.c.cluster_id,), in_use(
+                f"The cluster {cluster.name} is not deletable because there are hosts in this cluster"))
 
         return self.pool.do(thd)
 
@@ -503,7 +446,7 @@ class InfraComponent(DBComponent):
                 q = q.where(sa.func.lower(C.c.hypervisor) == f.hypervisor.lower())
             if f.keyword:
                 q = q.where(contains(C.c.name, f.keyword))
-            total, rows = _count_and_page(conn, q, [C.c.id], page)
+            total, rows = thd_count_and_page(conn, q, [C.c.id], page)
             return total, [_cluster(r) for r in rows]
 
         return self.pool.do(thd)
@@ -513,7 +456,7 @@ class InfraComponent(DBComponent):
     def create_host(self, new: NewHost) -> Deferred[Host]:
         """Store a discovered host with its tags; 431 when a live host has that URL already."""
         def thd(conn: Connection) -> Host:
-            if conn.execute(sa.select(H.c.id).where(H.c.url == new.url, H.c.removed.is_(None))).first():
+            if thd_exists(conn, H, H.c.url == new.url):
                 raise invalid_value(f"A host with the URL {new.url} already exists")
             now = self.now()
             result = conn.execute(H.insert().values(
@@ -549,8 +492,7 @@ class InfraComponent(DBComponent):
         def thd(conn: Connection) -> Host:
             self.thd_get_host(conn, host_id)
             url = values.get("url")
-            if url is not None and conn.execute(sa.select(H.c.id).where(
-                    H.c.url == url, H.c.id != host_id, H.c.removed.is_(None))).first():
+            if url is not None and thd_exists(conn, H, H.c.url == url, except_id=host_id):
                 raise invalid_value(f"A host with the URL {url} already exists")
             if values:
                 conn.execute(H.update().where(H.c.id == host_id).values(**values))
@@ -610,8 +552,8 @@ class InfraComponent(DBComponent):
                 q = q.where(contains(H.c.name, f.keyword))
             if f.tag is not None:
                 q = q.where(H.c.id.in_(sa.select(HT.c.host_id).where(HT.c.tag == f.tag)))
-            total, rows = _count_and_page(conn, q, [H.c.id], page)
-            tags = _tags_of(conn, [r.id for r in rows])
+            total, rows = thd_count_and_page(conn, q, [H.c.id], page)
+            tags = thd_tags_of(conn, HT.c.host_id, [r.id for r in rows])
             return total, [_host(r, tags[r.id]) for r in rows]
 
         return self.pool.do(thd)
@@ -621,7 +563,7 @@ class InfraComponent(DBComponent):
         def thd(conn: Connection) -> list[Host]:
             rows = conn.execute(host_select().where(H.c.removed.is_(None), H.c.type == type)
                                 .order_by(H.c.id)).all()
-            tags = _tags_of(conn, [r.id for r in rows])
+            tags = thd_tags_of(conn, HT.c.host_id, [r.id for r in rows])
             return [_host(r, tags[r.id]) for r in rows]
 
         return self.pool.do(thd)

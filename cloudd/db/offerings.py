@@ -17,7 +17,18 @@ from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
 
 from cloudd.db import model
-from cloudd.db.base import DBComponent, NotFound, Page, apply_page, contains, escape_like, insert_id, new_uuid
+from cloudd.db.base import (
+    DBComponent,
+    NotFound,
+    Page,
+    contains,
+    escape_like,
+    insert_id,
+    new_uuid,
+    thd_count_and_page,
+    thd_one,
+    thd_update_live,
+)
 
 SO, DO, OD, OZ = model.service_offerings, model.disk_offerings, model.offering_domains, model.offering_zones
 ALL_ROWS = Page()
@@ -189,9 +200,7 @@ class OfferingsComponent(DBComponent):
 
     def thd_get(self, conn: Connection, cls: type[OfferingT], where: Any, key: object) -> OfferingT:
         table = SO if cls is ServiceOffering else DO
-        row = conn.execute(sa.select(table).where(where, table.c.removed.is_(None))).first()
-        if row is None:
-            raise NotFound(key)
+        row = thd_one(conn, sa.select(table).where(where, table.c.removed.is_(None)), key)
         return self._thd_complete(conn, cls, [row])[0]
 
     def _thd_complete(self, conn: Connection, cls: type[OfferingT], rows: list[Any]) -> list[OfferingT]:
@@ -276,10 +285,9 @@ class OfferingsComponent(DBComponent):
                 where.append(table.c.storage_type == f.storage_type)
             if f.displayed_only:
                 where.append(table.c.display_offering == 1)
-        total = conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
-        rows = conn.execute(apply_page(sa.select(table).where(*where).order_by(table.c.sort_key, table.c.id),
-                                       page)).all()
-        return int(total), self._thd_complete(conn, cls, list(rows))
+        total, rows = thd_count_and_page(conn, sa.select(table).where(*where), [table.c.sort_key, table.c.id],
+                                         page)
+        return total, self._thd_complete(conn, cls, rows)
 
     def zone_hypervisors(self, zone_id: int) -> Deferred[list[str]]:
         """The hypervisors of the zone's clusters (listHypervisors zoneid=...)."""
@@ -327,11 +335,8 @@ class OfferingsComponent(DBComponent):
         """Change the given columns; `domain_ids`/`zone_ids` (when not None) replace the links, an
         empty one making the offering public / offered in every zone."""
         table, kind = (SO, SERVICE) if cls is ServiceOffering else (DO, DISK)
-        if values:
-            result = conn.execute(table.update().where(table.c.id == offering_id, table.c.removed.is_(None))
-                                  .values(**{k: _stored(v) for k, v in values.items()}))
-            if result.rowcount != 1:
-                raise NotFound(offering_id)
+        if values and not thd_update_live(conn, table, offering_id, **{k: _stored(v) for k, v in values.items()}):
+            raise NotFound(offering_id)
         if domain_ids is not None:
             conn.execute(OD.delete().where(OD.c.offering_type == kind, OD.c.offering_id == offering_id))
             _thd_links(conn, kind, offering_id, domain_ids, ())
@@ -347,9 +352,7 @@ class OfferingsComponent(DBComponent):
         return self.pool.do(lambda conn: self._thd_remove(conn, DO, offering_id))
 
     def _thd_remove(self, conn: Connection, table: sa.Table, offering_id: int) -> None:
-        result = conn.execute(table.update().where(table.c.id == offering_id, table.c.removed.is_(None))
-                              .values(removed=self.now(), state="Inactive"))
-        if result.rowcount != 1:
+        if not self.thd_mark_removed(conn, table, offering_id, state="Inactive"):
             raise NotFound(offering_id)
 
 

@@ -14,7 +14,19 @@ from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
 
 from cloudd.db import model
-from cloudd.db.base import DBComponent, NotFound, Page, apply_page, contains, insert_id, new_uuid
+from cloudd.db.base import (
+    DBComponent,
+    NotFound,
+    Page,
+    contains,
+    insert_id,
+    new_uuid,
+    thd_count_and_page,
+    thd_exists,
+    thd_live_row,
+    thd_one,
+    thd_update_live,
+)
 
 CAT, OS = model.guest_os_categories, model.guest_os
 ALL_ROWS = Page()
@@ -53,30 +65,19 @@ def _os(r: Any) -> OsType:
 class OsTypesComponent(DBComponent):
     def get_category_by_uuid(self, uuid: str) -> Deferred[OsCategory]:
         def thd(conn: Connection) -> OsCategory:
-            row = conn.execute(sa.select(CAT).where(CAT.c.uuid == uuid)).first()
-            if row is None:
-                raise NotFound(uuid)
+            row = thd_one(conn, sa.select(CAT).where(CAT.c.uuid == uuid), uuid)
             return OsCategory(row.id, row.uuid, row.name)
 
         return self.pool.do(thd)
 
     def thd_get(self, conn: Connection, os_id: int) -> OsType:
-        row = conn.execute(_select().where(OS.c.id == os_id, OS.c.removed.is_(None))).first()
-        if row is None:
-            raise NotFound(os_id)
-        return _os(row)
+        return _os(thd_live_row(conn, _select(), OS.c.id, os_id))
 
     def get(self, os_id: int) -> Deferred[OsType]:
         return self.pool.do(lambda conn: self.thd_get(conn, os_id))
 
     def get_by_uuid(self, uuid: str) -> Deferred[OsType]:
-        def thd(conn: Connection) -> OsType:
-            row = conn.execute(_select().where(OS.c.uuid == uuid, OS.c.removed.is_(None))).first()
-            if row is None:
-                raise NotFound(uuid)
-            return _os(row)
-
-        return self.pool.do(thd)
+        return self.get_live(_select(), OS.c.uuid, uuid, _os)
 
     def search_categories(self, *, category_id: int | None = None, name: str | None = None,
                           keyword: str | None = None,
@@ -89,9 +90,8 @@ class OsTypesComponent(DBComponent):
                 where.append(CAT.c.name == name)
             if keyword:
                 where.append(contains(CAT.c.name, keyword))
-            total = conn.execute(sa.select(sa.func.count()).select_from(CAT).where(*where)).scalar_one()
-            rows = conn.execute(apply_page(sa.select(CAT).where(*where).order_by(CAT.c.id), page)).all()
-            return int(total), [OsCategory(r.id, r.uuid, r.name) for r in rows]
+            total, rows = thd_count_and_page(conn, sa.select(CAT).where(*where), [CAT.c.id], page)
+            return total, [OsCategory(r.id, r.uuid, r.name) for r in rows]
 
         return self.pool.do(thd)
 
@@ -111,9 +111,8 @@ class OsTypesComponent(DBComponent):
                 where.append(contains(OS.c.display_name, keyword))
             if for_display is not None:
                 where.append(OS.c.for_display == int(for_display))
-            total = conn.execute(sa.select(sa.func.count()).select_from(OS).where(*where)).scalar_one()
-            rows = conn.execute(apply_page(_select().where(*where).order_by(OS.c.id), page)).all()
-            return int(total), [_os(r) for r in rows]
+            total, rows = thd_count_and_page(conn, _select().where(*where), [OS.c.id], page)
+            return total, [_os(r) for r in rows]
 
         return self.pool.do(thd)
 
@@ -127,10 +126,7 @@ class OsTypesComponent(DBComponent):
         return self.pool.do(thd)
 
     def thd_name_in_use(self, conn: Connection, name: str, except_id: int | None = None) -> bool:
-        q = sa.select(OS.c.id).where(OS.c.display_name == name, OS.c.removed.is_(None))
-        if except_id is not None:
-            q = q.where(OS.c.id != except_id)
-        return conn.execute(q).first() is not None
+        return thd_exists(conn, OS, OS.c.display_name == name, except_id=except_id)
 
     def name_in_use(self, name: str, except_id: int | None = None) -> Deferred[bool]:
         return self.pool.do(lambda conn: self.thd_name_in_use(conn, name, except_id))
@@ -144,16 +140,14 @@ class OsTypesComponent(DBComponent):
             if for_display is not None:
                 values["for_display"] = int(for_display)
             if values:
-                conn.execute(OS.update().where(OS.c.id == os_id, OS.c.removed.is_(None)).values(**values))
+                thd_update_live(conn, OS, os_id, **values)
             return self.thd_get(conn, os_id)
 
         return self.pool.do(thd)
 
     def remove(self, os_id: int) -> Deferred[None]:
         def thd(conn: Connection) -> None:
-            result = conn.execute(OS.update().where(OS.c.id == os_id, OS.c.removed.is_(None))
-                                  .values(removed=self.now()))
-            if result.rowcount != 1:
+            if not self.thd_mark_removed(conn, OS, os_id):
                 raise NotFound(os_id)
 
         return self.pool.do(thd)

@@ -13,7 +13,19 @@ from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
 
 from cloudd.db import model
-from cloudd.db.base import Conflict, DBComponent, NotFound, Page, apply_page, contains, insert_id
+from cloudd.db.base import (
+    Conflict,
+    DBComponent,
+    NotFound,
+    Page,
+    contains,
+    insert_id,
+    thd_count_and_page,
+    thd_count_live,
+    thd_live_row,
+    thd_tags_of,
+    thd_update_live,
+)
 
 SP = model.storage_pools
 SPT = model.storage_pool_tags
@@ -184,16 +196,6 @@ def _pool(r: Any, tags: tuple[str, ...]) -> StoragePool:
                        None if r.capacity_iops is None else int(r.capacity_iops), r.stats_updated, r.created, tags)
 
 
-def _tags_of(conn: Connection, pool_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
-    ids = list(pool_ids)
-    out: dict[int, list[str]] = {i: [] for i in ids}
-    if ids:
-        for pool_id, tag in conn.execute(sa.select(SPT.c.pool_id, SPT.c.tag).where(SPT.c.pool_id.in_(ids))
-                                         .order_by(SPT.c.id)).all():
-            out[pool_id].append(tag)
-    return {k: tuple(v) for k, v in out.items()}
-
-
 def _zone_place(r: Any) -> Place:
     return Place(r.zone_id, r.zone_uuid, r.zone_name)
 
@@ -204,22 +206,15 @@ class StorageComponent(DBComponent):
     # -- reads --------------------------------------------------------------------------------------
 
     def thd_get(self, conn: Connection, pool_id: int) -> StoragePool:
-        row = conn.execute(pool_select().where(SP.c.id == pool_id, SP.c.removed.is_(None))).first()
-        if row is None:
-            raise NotFound(pool_id)
-        return _pool(row, _tags_of(conn, [pool_id])[pool_id])
+        row = thd_live_row(conn, pool_select(), SP.c.id, pool_id)
+        return _pool(row, thd_tags_of(conn, SPT.c.pool_id, [pool_id])[pool_id])
 
     def get(self, pool_id: int) -> Deferred[StoragePool]:
         return self.pool.do(lambda conn: self.thd_get(conn, pool_id))
 
     def get_by_uuid(self, uuid: str) -> Deferred[StoragePool]:
-        def thd(conn: Connection) -> StoragePool:
-            row = conn.execute(sa.select(SP.c.id).where(SP.c.uuid == uuid, SP.c.removed.is_(None))).first()
-            if row is None:
-                raise NotFound(uuid)
-            return self.thd_get(conn, row.id)
-
-        return self.pool.do(thd)
+        return self.pool.do(
+            lambda conn: self.thd_get(conn, thd_live_row(conn, sa.select(SP.c.id), SP.c.uuid, uuid).id))
 
     def search(self, f: PoolFilter, page: Page | None = None) -> Deferred[tuple[int, list[StoragePool]]]:
         def thd(conn: Connection) -> tuple[int, list[StoragePool]]:
@@ -237,10 +232,9 @@ class StorageComponent(DBComponent):
                 q = q.where(SP.c.state.in_(list(f.states)))
             if f.keyword:
                 q = q.where(contains(SP.c.name, f.keyword))
-            total = conn.execute(sa.select(sa.func.count()).select_from(q.subquery())).scalar_one()
-            rows = conn.execute(apply_page(q.order_by(SP.c.id), page or Page())).all()
-            tags = _tags_of(conn, [r.id for r in rows])
-            return int(total), [_pool(r, tags[r.id]) for r in rows]
+            total, rows = thd_count_and_page(conn, q, [SP.c.id], page or Page())
+            tags = thd_tags_of(conn, SPT.c.pool_id, [r.id for r in rows])
+            return total, [_pool(r, tags[r.id]) for r in rows]
 
         return self.pool.do(thd)
 
@@ -288,14 +282,9 @@ class StorageComponent(DBComponent):
     def count_live_pools(self, zone_id: int | None = None, pod_id: int | None = None,
                          cluster_id: int | None = None) -> Deferred[int]:
         """Pools not removed in a zone, pod or cluster (what deleting those must refuse while any is left)."""
-        def thd(conn: Connection) -> int:
-            q = sa.select(sa.func.count()).select_from(SP).where(SP.c.removed.is_(None))
-            for column, value in ((SP.c.zone_id, zone_id), (SP.c.pod_id, pod_id), (SP.c.cluster_id, cluster_id)):
-                if value is not None:
-                    q = q.where(column == value)
-            return int(conn.execute(q).scalar_one())
-
-        return self.pool.do(thd)
+        where = [column == value for column, value in ((SP.c.zone_id, zone_id), (SP.c.pod_id, pod_id),
+                                                       (SP.c.cluster_id, cluster_id)) if value is not None]
+        return self.pool.do(lambda conn: thd_count_live(conn, SP, *where))
 
     # -- writes -------------------------------------------------------------------------------------
 
@@ -343,11 +332,8 @@ class StorageComponent(DBComponent):
                 values["capacity_limit"] = capacity_limit
             if capacity_iops is not None:
                 values["capacity_iops"] = capacity_iops
-            if values:
-                changed = conn.execute(SP.update().where(SP.c.id == pool_id, SP.c.removed.is_(None))
-                                       .values(**values)).rowcount
-                if changed != 1:
-                    raise NotFound(pool_id)
+            if values and not thd_update_live(conn, SP, pool_id, **values):
+                raise NotFound(pool_id)
             if tag_list is not None:
                 conn.execute(SPT.delete().where(SPT.c.pool_id == pool_id))
                 for tag in tag_list:
@@ -378,9 +364,8 @@ class StorageComponent(DBComponent):
     def set_stats(self, pool_id: int, capacity: int, used: int, available: int) -> Deferred[bool]:
         """Store the figures a host reported; False when the pool is gone."""
         def thd(conn: Connection) -> bool:
-            result = conn.execute(SP.update().where(SP.c.id == pool_id, SP.c.removed.is_(None)).values(
-                capacity_bytes=capacity, used_bytes=used, available_bytes=available, stats_updated=self.now()))
-            return bool(result.rowcount == 1)
+            return thd_update_live(conn, SP, pool_id, capacity_bytes=capacity, used_bytes=used,
+                                   available_bytes=available, stats_updated=self.now())
 
         return self.pool.do(thd)
 
@@ -464,7 +449,7 @@ class StorageComponent(DBComponent):
             if tag is not None:
                 q = q.where(SP.c.id.in_(sa.select(SPT.c.pool_id).where(SPT.c.tag == tag)))
             rows = conn.execute(q.order_by(SP.c.id)).all()
-            tags = _tags_of(conn, [r.id for r in rows])
+            tags = thd_tags_of(conn, SPT.c.pool_id, [r.id for r in rows])
             return [_pool(r, tags[r.id]) for r in rows]
 
         return self.pool.do(thd)
