@@ -7,7 +7,8 @@ System offerings (`issystem=true`) are listed only when asked for, and only to t
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cloudd.api import access
@@ -209,10 +210,36 @@ DISK_OFFERING_OBJ = ResponseObject(
 SUCCESS = doc("success", *SUCCESS_FIELDS)
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """How the commands of one kind of offering name it in texts, events and responses."""
+
+    what: str
+    event_type: str
+    response: ResponseObject
+
+
+SERVICE = _Kind("service offering", "ServiceOffering", SERVICE_OFFERING_OBJ)
+DISK = _Kind("disk offering", "DiskOffering", DISK_OFFERING_OBJ)
+
+
 # --- shared parameter handling --------------------------------------------------------------------
 
 def _rate_params(what: str) -> list[Param]:
     return [P(param, "long", f"{desc} of the {what}") for param, _, _, desc in RATES]
+
+
+def _storage_params(what: str) -> list[Param]:
+    """The parameters `_disk_values` reads, as both create commands declare them (`what`: which
+    offering their IOPS texts name)."""
+    return [*_rate_params("disk offering"),
+            P("customizediops", "boolean", f"whether {what} iops is custom or not", since="4.4"),
+            P("miniops", "long", f"min iops of the {what}", since="4.4"),
+            P("maxiops", "long", f"max iops of the {what}", since="4.4"),
+            P("hypervisorsnapshotreserve", "integer", "Hypervisor snapshot reserve space as a percent "
+              "of a volume (for managed storage using Xen or VMware)", since="4.4"),
+            P("cachemode", description="the cache mode to use for this disk offering. none, writeback "
+              "or writethrough", since="4.14")]
 
 
 def _choice(name: str, value: str | None, choices: tuple[str, ...], default: str | None = None) -> str | None:
@@ -309,6 +336,45 @@ def _name(value: str | None, what: str) -> str:
     if not name:
         raise invalid_value(f"The {what} name must not be empty")
     return name
+
+
+def _links(ctx: CallContext) -> tuple[list[int], list[int]]:
+    """The ids of a new offering's `domainid` and `zoneid` lists (empty: public, every zone)."""
+    return [d.id for d in ctx.get("domainid") or []], [z.id for z in ctx.get("zoneid") or []]
+
+
+def _update_values(ctx: CallContext, kind: _Kind) -> dict[str, Any]:
+    """The `name`, `displaytext` and `sortkey` an update of either kind of offering may change."""
+    values: dict[str, Any] = {}
+    if ctx.get("name") is not None:
+        values["name"] = _name(ctx.get("name"), kind.what)
+    if ctx.get("displaytext") is not None:
+        values["display_text"] = ctx.get("displaytext")
+    if ctx.get("sortkey") is not None:
+        values["sort_key"] = ctx.get("sortkey")
+    return values
+
+
+def _announce(ctx: CallContext, kind: _Kind, done: str, offering: ServiceOffering | DiskOffering) -> None:
+    ctx.announce(EventInfo(f"Successfully {done} {kind.what}. {kind.what.capitalize()} Id: {offering.uuid}",
+                           kind.event_type, offering.uuid, offering.name))
+
+
+def _written(ctx: CallContext, kind: _Kind, done: str, offering: ServiceOffering | DiskOffering) -> Result:
+    """The event of an offering created or updated, and the offering as the command's answer."""
+    _announce(ctx, kind, done, offering)
+    return ObjectResult(kind.response.name, kind.response.render(offering))
+
+
+async def _delete(ctx: CallContext, kind: _Kind, offering: ServiceOffering | DiskOffering,
+                  remove: Callable[[int], Awaitable[None]], missing: str) -> Result:
+    """Remove an offering (431 with `missing` when it went meanwhile) and say so."""
+    try:
+        await remove(offering.id)
+    except NotFound:
+        raise invalid_value(missing) from None
+    _announce(ctx, kind, "deleted", offering)
+    return SuccessResult()
 
 
 async def _visibility(ctx: CallContext) -> OfferingFilter:
@@ -432,15 +498,7 @@ COMPUTE_PARAMS = [
                    "of this offering. If null, value of global config vm.deployment.planner is used"),
                  P("serviceofferingdetails", "map", "details for planner, used to store specific parameters"),
                  P("rootdisksize", "long", "the Root disk size in GB.", since="4.15"),
-                 *_rate_params("disk offering"),
-                 P("customizediops", "boolean", "whether compute offering iops is custom or not",
-                   since="4.4"),
-                 P("miniops", "long", "min iops of the compute offering", since="4.4"),
-                 P("maxiops", "long", "max iops of the compute offering", since="4.4"),
-                 P("hypervisorsnapshotreserve", "integer", "Hypervisor snapshot reserve space as a percent "
-                   "of a volume (for managed storage using Xen or VMware)", since="4.4"),
-                 P("cachemode", description="the cache mode to use for this disk offering. none, writeback "
-                   "or writethrough", since="4.14"),
+                 *_storage_params("compute offering"),
                  P("storagepolicy", "uuid", "Name of the storage policy defined at vCenter, this is "
                    "applicable only for VMware", since="4.15"),
                  P("dynamicscalingenabled", "boolean", "true if virtual machine needs to be dynamically "
@@ -488,12 +546,8 @@ async def create_service_offering(ctx: CallContext) -> Result:
         disk_offering_strictness=bool(ctx.get("diskofferingstrictness")),
         encrypt_root=bool(ctx.get("encryptroot")))
     values.update(_disk_values(ctx, "service offering"))
-    domains = [d.id for d in ctx.get("domainid") or []]
-    zones = [z.id for z in ctx.get("zoneid") or []]
-    offering = await ctx.db.offerings.create_service_offering(values, domains, zones)
-    ctx.announce(EventInfo(f"Successfully created service offering. Service offering Id: {offering.uuid}",
-                           "ServiceOffering", offering.uuid, offering.name))
-    return ObjectResult("serviceoffering", SERVICE_OFFERING_OBJ.render(offering))
+    offering = await ctx.db.offerings.create_service_offering(values, *_links(ctx))
+    return _written(ctx, SERVICE, "created", offering)
 
 
 @command("listServiceOfferings", description="Lists all available service offerings.", roles=ALL,
@@ -560,13 +614,7 @@ SCOPE_UPDATE_PARAMS = [
                    "should match with existing storage pool tags", length=1024, since="4.16")])
 async def update_service_offering(ctx: CallContext) -> Result:
     offering: ServiceOffering = ctx.get("id")
-    values: dict[str, Any] = {}
-    if ctx.get("name") is not None:
-        values["name"] = _name(ctx.get("name"), "service offering")
-    if ctx.get("displaytext") is not None:
-        values["display_text"] = ctx.get("displaytext")
-    if ctx.get("sortkey") is not None:
-        values["sort_key"] = ctx.get("sortkey")
+    values = _update_values(ctx, SERVICE)
     if ctx.get("storagetags") is not None:
         values["tags"] = _tags(ctx.get("storagetags"))
     if ctx.get("hosttags") is not None:
@@ -575,9 +623,7 @@ async def update_service_offering(ctx: CallContext) -> Result:
     if offering.is_system and (domains or zones):
         raise invalid_value("System service offerings cannot be limited to domains or zones")
     updated = await ctx.db.offerings.update_service_offering(offering.id, values, domains, zones)
-    ctx.announce(EventInfo(f"Successfully updated service offering. Service offering Id: {offering.uuid}",
-                           "ServiceOffering", offering.uuid, updated.name))
-    return ObjectResult("serviceoffering", SERVICE_OFFERING_OBJ.render(updated))
+    return _written(ctx, SERVICE, "updated", updated)
 
 
 @command("deleteServiceOffering", description="Deletes a service offering.", roles=ROOT, response=SUCCESS,
@@ -589,13 +635,8 @@ async def delete_service_offering(ctx: CallContext) -> Result:
     offering: ServiceOffering = ctx.get("id")
     if offering.default_use:
         raise invalid_value("Default service offerings cannot be deleted")
-    try:
-        await ctx.db.offerings.remove_service_offering(offering.id)
-    except NotFound:
-        raise invalid_value(f"unable to find service offering {offering.uuid}") from None
-    ctx.announce(EventInfo(f"Successfully deleted service offering. Service offering Id: {offering.uuid}",
-                           "ServiceOffering", offering.uuid, offering.name))
-    return SuccessResult()
+    return await _delete(ctx, SERVICE, offering, ctx.db.offerings.remove_service_offering,
+                         f"unable to find service offering {offering.uuid}")
 
 
 # --- disk offerings -------------------------------------------------------------------------------
@@ -617,14 +658,7 @@ async def delete_service_offering(ctx: CallContext) -> Result:
                    "shared."),
                  P("provisioningtype", description="provisioning type used to create volumes. Valid values "
                    "are thin, sparse, fat."),
-                 *_rate_params("disk offering"),
-                 P("customizediops", "boolean", "whether disk offering iops is custom or not", since="4.4"),
-                 P("miniops", "long", "min iops of the disk offering", since="4.4"),
-                 P("maxiops", "long", "max iops of the disk offering", since="4.4"),
-                 P("hypervisorsnapshotreserve", "integer", "Hypervisor snapshot reserve space as a percent "
-                   "of a volume (for managed storage using Xen or VMware)", since="4.4"),
-                 P("cachemode", description="the cache mode to use for this disk offering. none, writeback "
-                   "or writethrough", since="4.14"),
+                 *_storage_params("disk offering"),
                  P("displayoffering", "boolean", "an optional field, whether to display the offering to the "
                    "end user or not."),
                  P("storagepolicy", "uuid", "Name of the storage policy defined at vCenter, this is "
@@ -658,12 +692,8 @@ async def create_disk_offering(ctx: CallContext) -> Result:
         "disk_size_strictness": bool(ctx.get("disksizestrictness")), "encrypt": bool(ctx.get("encrypt")),
     }
     values.update(_disk_values(ctx, "disk offering"))
-    domains = [d.id for d in ctx.get("domainid") or []]
-    zones = [z.id for z in ctx.get("zoneid") or []]
-    offering = await ctx.db.offerings.create_disk_offering(values, domains, zones)
-    ctx.announce(EventInfo(f"Successfully created disk offering. Disk offering Id: {offering.uuid}",
-                           "DiskOffering", offering.uuid, offering.name))
-    return ObjectResult("diskoffering", DISK_OFFERING_OBJ.render(offering))
+    offering = await ctx.db.offerings.create_disk_offering(values, *_links(ctx))
+    return _written(ctx, DISK, "created", offering)
 
 
 @command("listDiskOfferings", description="Lists all available disk offerings.", roles=ALL,
@@ -712,13 +742,7 @@ async def list_disk_offerings(ctx: CallContext) -> Result:
                  P("cachemode", description="the cache mode to use for this disk offering", since="4.15")])
 async def update_disk_offering(ctx: CallContext) -> Result:
     offering: DiskOffering = ctx.get("id")
-    values: dict[str, Any] = {}
-    if ctx.get("name") is not None:
-        values["name"] = _name(ctx.get("name"), "disk offering")
-    if ctx.get("displaytext") is not None:
-        values["display_text"] = ctx.get("displaytext")
-    if ctx.get("sortkey") is not None:
-        values["sort_key"] = ctx.get("sortkey")
+    values = _update_values(ctx, DISK)
     if ctx.get("displayoffering") is not None:
         values["display_offering"] = bool(ctx.get("displayoffering"))
     if ctx.get("tags") is not None:
@@ -727,9 +751,7 @@ async def update_disk_offering(ctx: CallContext) -> Result:
         values["cache_mode"] = _choice("cache mode", ctx.get("cachemode"), CACHE_MODES)
     domains, zones = await _scope_strings(ctx)
     updated = await ctx.db.offerings.update_disk_offering(offering.id, values, domains, zones)
-    ctx.announce(EventInfo(f"Successfully updated disk offering. Disk offering Id: {offering.uuid}",
-                           "DiskOffering", offering.uuid, updated.name))
-    return ObjectResult("diskoffering", DISK_OFFERING_OBJ.render(updated))
+    return _written(ctx, DISK, "updated", updated)
 
 
 @command("deleteDiskOffering", description="Deletes a disk offering.", roles=ROOT, response=SUCCESS,
@@ -739,10 +761,5 @@ async def update_disk_offering(ctx: CallContext) -> Result:
                    related="listDiskOfferings")])
 async def delete_disk_offering(ctx: CallContext) -> Result:
     offering: DiskOffering = ctx.get("id")
-    try:
-        await ctx.db.offerings.remove_disk_offering(offering.id)
-    except NotFound:
-        raise invalid_value(f"Unable to find disk offering by id {offering.uuid}") from None
-    ctx.announce(EventInfo(f"Successfully deleted disk offering. Disk offering Id: {offering.uuid}",
-                           "DiskOffering", offering.uuid, offering.name))
-    return SuccessResult()
+    return await _delete(ctx, DISK, offering, ctx.db.offerings.remove_disk_offering,
+                         f"Unable to find disk offering by id {offering.uuid}")
