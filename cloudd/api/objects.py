@@ -59,7 +59,7 @@ class Out:
         if self.type == "boolean":
             return bool
         if children is not None and self.type in ("list", "set"):
-            return lambda value: [dict(v) if isinstance(v, Mapping) else children.render(v) for v in value]
+            return lambda value: [v if isinstance(v, Mapping) else children.render(v) for v in value]
         if children is not None and self.type == "responseobject":
             return lambda value: value if isinstance(value, Mapping) else children.render(value)
         return _same
@@ -83,9 +83,9 @@ def _getter(source: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
 
     def step(name: str) -> Callable[[Any], Any]:
         def get(obj: Any) -> Any:
+            # dicts by key, everything else (frozen dataclasses) by attribute; an ABC isinstance check
+            # here would cost more than the read
             if type(obj) is dict:
-                return obj.get(name)
-            if isinstance(obj, Mapping):
                 return obj.get(name)
             return getattr(obj, name, None)
 
@@ -105,6 +105,27 @@ def _getter(source: str | Callable[[Any], Any]) -> Callable[[Any], Any]:
     return path
 
 
+class Rendered(dict[str, Any]):
+    """A response object as rendered: no field is None, at any depth, so the JSON writer need not walk
+    it again to leave null fields out."""
+
+
+# values that need no cleaning: scalars, and objects rendered already
+_CLEAN = frozenset({str, int, float, bool, Rendered})
+
+
+def _clean(value: Any) -> Any:
+    """`value` with the None members of its mappings left out, at any depth (None list items stay, as the
+    JSON writer keeps them)."""
+    if type(value) in _CLEAN:
+        return value
+    if isinstance(value, Mapping):
+        return Rendered({k: _clean(v) for k, v in value.items() if v is not None})
+    if isinstance(value, list | tuple):
+        return [None if v is None else _clean(v) for v in value]
+    return value
+
+
 class UndeclaredField(AssertionError):
     """A command rendered a key its response object does not declare."""
 
@@ -121,14 +142,14 @@ class ResponseObject:
         self._plan = [(f.name, f._get, f._shape) for f in fields]
 
     def render(self, obj: Any, **more: Any) -> dict[str, Any]:
-        """The object's fields as CloudStack renders them (None values left out)."""
-        out: dict[str, Any] = {}
+        """The object's fields as CloudStack renders them (None values left out, at any depth)."""
+        out = Rendered()
         if more:
             for f in self.fields:
                 value = more.pop(f.name) if f.name in more else _MISSING
                 value = f.value(obj) if value is _MISSING else f.shape(value)
                 if value is not None:
-                    out[f.name] = value
+                    out[f.name] = value if type(value) in _CLEAN else _clean(value)
             if more:
                 raise UndeclaredField(f"{self.name} does not declare {sorted(more)}")
             return out
@@ -137,7 +158,7 @@ class ResponseObject:
             if value is not None:
                 value = shape(value)
                 if value is not None:
-                    out[name] = value
+                    out[name] = value if type(value) in _CLEAN else _clean(value)
         return out
 
     def doc(self) -> ResponseDoc:

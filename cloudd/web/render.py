@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from cloudd.api.objects import Rendered
+
 __all__ = [
     "JSON_CONTENT_TYPE",
     "XML_CONTENT_TYPE",
@@ -39,7 +41,7 @@ def _drop_none(value: Any) -> Any:
 
     ``None`` items of a list are kept (Gson writes them as ``null``); only fields vanish.
     """
-    if type(value) in _SCALARS:
+    if type(value) in _SCALARS or type(value) is Rendered:
         return value
     if isinstance(value, Mapping):
         return {key: item if type(item) in _SCALARS else _drop_none(item)

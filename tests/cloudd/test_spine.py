@@ -121,6 +121,18 @@ class ResponseObjectTests(SynchronousTestCase):
     def test_none_left_out_and_overrides(self) -> None:
         self.assertEqual(THING.render({"uuid": "u"}, name="given"), {"id": "u", "name": "given", "enabled": False})
 
+    def test_nested_none_left_out_once(self) -> None:
+        """A rendered object carries no None at any depth (a nested mapping given by the caller is cleaned
+        as it is rendered), so the JSON writer does not walk it again and still writes no null field."""
+        from cloudd.api.objects import Rendered
+        from cloudd.web.render import render_json
+
+        nested = ResponseObject("n", Out("details", "a map", "map"), Out("items", "a list", "list"))
+        out = nested.render({"details": {"a": 1, "b": None, "c": {"d": None}}, "items": [{"x": None}, None]})
+        self.assertIsInstance(out, Rendered)
+        self.assertEqual(out, {"details": {"a": 1, "c": {}}, "items": [{}, None]})
+        self.assertEqual(render_json("r", {"n": out}), b'{"r":{"n":{"details":{"a":1,"c":{}},"items":[{},null]}}}')
+
     def test_undeclared_refused(self) -> None:
         self.assertRaises(UndeclaredField, THING.render, {"uuid": "u"}, colour="red")
         self.assertRaises(UndeclaredField, check_declared, THING.doc(), {"id": "u", "colour": "red"})
