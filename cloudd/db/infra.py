@@ -152,17 +152,21 @@ def _cluster(r: Any) -> Cluster:
 
 
 def host_select() -> sa.Select:
-    return sa.select(H, Z.c.uuid.label("zone_uuid"), Z.c.name.label("zone_name"), PD.c.uuid.label("pod_uuid"),
-                     PD.c.name.label("pod_name"), C.c.uuid.label("cluster_uuid"),
-                     C.c.name.label("cluster_name")).select_from(
+    """A host's columns in the order of the `Host` fields (before `tags`), so rows map by position: a
+    listing maps a thousand of them, and reading each by name was most of the query's time."""
+    return sa.select(
+        H.c.id, H.c.uuid, H.c.name, H.c.type, H.c.zone_id, Z.c.uuid.label("zone_uuid"), Z.c.name.label("zone_name"),
+        H.c.pod_id, PD.c.uuid.label("pod_uuid"), PD.c.name.label("pod_name"), H.c.cluster_id,
+        C.c.uuid.label("cluster_uuid"), C.c.name.label("cluster_name"), H.c.url, H.c.hypervisor,
+        H.c.hypervisor_version, H.c.ip_address, H.c.state, H.c.resource_state, H.c.cpus, H.c.cpu_speed,
+        H.c.cpu_sockets, H.c.memory, H.c.cpu_model, H.c.arch, H.c.version, H.c.last_pinged, H.c.state_changed,
+        H.c.created,
+    ).select_from(
         H.join(Z, H.c.zone_id == Z.c.id).outerjoin(PD, H.c.pod_id == PD.c.id).outerjoin(C, H.c.cluster_id == C.c.id))
 
 
 def _host(r: Any, tags: tuple[str, ...] = ()) -> Host:
-    return Host(r.id, r.uuid, r.name, r.type, r.zone_id, r.zone_uuid, r.zone_name, r.pod_id, r.pod_uuid, r.pod_name,
-                r.cluster_id, r.cluster_uuid, r.cluster_name, r.url, r.hypervisor, r.hypervisor_version,
-                r.ip_address, r.state, r.resource_state, r.cpus, r.cpu_speed, r.cpu_sockets, r.memory, r.cpu_model,
-                r.arch, r.version, r.last_pinged, r.state_changed, r.created, tags)
+    return Host(*r, tags)
 
 
 @dataclass(frozen=True)

@@ -513,3 +513,15 @@ class MonitorTests(HostCase):
         self.infra.cloud.reactor.advance(0)
         self.assertEqual([c.uri for c in self.infra.hypervisors.connections], [self.url])
         self.assertEqual(self.host(self.h["id"])["state"], "Up")
+
+
+class HostRowOrderTests(SynchronousTestCase):
+    """Host rows map to `Host` by position: the select's columns are the dataclass's fields, in order."""
+
+    def test_columns_follow_the_fields(self) -> None:
+        import dataclasses
+
+        from cloudd.db.infra import Host, host_select
+
+        self.assertEqual([c.name for c in host_select().selected_columns],
+                         [f.name for f in dataclasses.fields(Host)][:-1])
