@@ -36,13 +36,21 @@ P = Param
 MIB = 1024 * 1024
 
 
-def _events(host: Host) -> str:
-    """The connection events the host's state allows (CloudStack lists them in `events`)."""
+def _events_of(state_name: str) -> str:
     try:
-        state = STATUS.state(host.state)
+        state = STATUS.state(state_name)
     except ValueError:
         return ""
     return "; ".join(sorted(e for (s, e) in STATUS.transitions if s is state))
+
+
+# per state: the same few strings for every host of a listing
+_EVENTS = {s.value: _events_of(s.value) for s in Status}
+
+
+def _events(host: Host) -> str:
+    """The connection events the host's state allows (CloudStack lists them in `events`)."""
+    return _EVENTS.get(host.state) or _events_of(host.state)
 
 
 def _disconnected(host: Host) -> int | None:

@@ -17,6 +17,7 @@ results built by hand).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,6 +127,16 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _tuple_reader(attrs: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function reading `attrs` of an object as one tuple (attrgetter answers a bare value for one)."""
+    if len(attrs) > 1:
+        return operator.attrgetter(*attrs)
+    if attrs:
+        single = operator.attrgetter(attrs[0])
+        return lambda obj: (single(obj),)
+    return lambda obj: ()
+
+
 class UndeclaredField(AssertionError):
     """A command rendered a key its response object does not declare."""
 
@@ -140,6 +151,28 @@ class ResponseObject:
         if len(self.by_name) != len(fields):
             raise ValueError(f"a field of {name} is declared twice")
         self._plan = [(f.name, f._get, f._shape) for f in fields]
+        # Fields read straight from an attribute and written as they are: per type of object rendered,
+        # read all of them at once with one attrgetter (in C) and shape nothing; that is most of a host's
+        # or template's fields. Worked out at the first object of each type (`_plan_for`).
+        self._plain = {f.name: (f.source if isinstance(f.source, str) else f.name) for f in fields
+                       if f._shape is _same and (f.source is None or (isinstance(f.source, str)
+                                                                     and "." not in f.source))}
+        self._by_type: dict[type, tuple[Callable[[Any], Any], list[tuple[str, int, Any, Any]]]] = {}
+
+    def _plan_for(self, obj: Any) -> tuple[Callable[[Any], Any], list[tuple[str, int, Any, Any]]]:
+        """(reader of the type's plain attributes, [(name, index or -1, reader, shaper or None)]); a plain
+        field the type has no attribute for is left out (it would always be None)."""
+        kind = type(obj)
+        plan = self._by_type.get(kind)
+        if plan is None:
+            present = [name for name, attr in self._plain.items() if hasattr(obj, attr)]
+            index = {name: i for i, name in enumerate(present)}
+            attrs = [self._plain[name] for name in present]
+            getter = _tuple_reader(attrs)
+            steps = [(f.name, index.get(f.name, -1), f._get, None if f.name in index else f._shape)
+                     for f in self.fields if f.name in index or f.name not in self._plain]
+            plan = self._by_type[kind] = (getter, steps)
+        return plan
 
     def render(self, obj: Any, **more: Any) -> dict[str, Any]:
         """The object's fields as CloudStack renders them (None values left out, at any depth)."""
@@ -152,6 +185,20 @@ class ResponseObject:
                     out[f.name] = value if type(value) in _CLEAN else _clean(value)
             if more:
                 raise UndeclaredField(f"{self.name} does not declare {sorted(more)}")
+            return out
+        if type(obj) is not dict:
+            getter, steps = self._plan_for(obj)
+            values = getter(obj)
+            for name, i, get, shape in steps:
+                if shape is None:
+                    value = values[i]
+                else:
+                    value = get(obj)
+                    if value is None:
+                        continue
+                    value = shape(value)
+                if value is not None:
+                    out[name] = value if type(value) in _CLEAN else _clean(value)
             return out
         for name, get, shape in self._plan:
             value = get(obj)

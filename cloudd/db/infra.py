@@ -166,7 +166,7 @@ def host_select() -> sa.Select:
 
 
 def _host(r: Any, tags: tuple[str, ...] = ()) -> Host:
-    return Host(*r, tags)
+    return Host(*r, tags)  # type: ignore[call-arg]
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,8 @@ THING = ResponseObject(
     Out("id", "the id", source="uuid"),
     Out("name", "the name"),
     Out("created", "when", "date"),
-    Out("enabled", "on or off", "boolean", source=lambda t: t.get("state") == "on"),
+    Out("enabled", "on or off", "boolean",
+        source=lambda t: (t.get("state") if isinstance(t, dict) else getattr(t, "state", None)) == "on"),
     Out("owner", "the owning account's name", source="owner.name"),
 )
 
@@ -117,6 +118,30 @@ class ResponseObjectTests(SynchronousTestCase):
         obj = {"uuid": "u-1", "name": "n", "created": EPOCH, "state": "on", "owner": {"name": "alice"}}
         self.assertEqual(THING.render(obj), {"id": "u-1", "name": "n", "created": "2025-06-15T15:06:40+0000",
                                              "enabled": True, "owner": "alice"})
+
+    def test_objects_of_several_types(self) -> None:
+        """Objects are read by attribute (all plain fields at once, per type); a type without one of the
+        attributes renders without that field, and a dict of the same fields renders alike."""
+        from dataclasses import dataclass as dc
+
+        @dc(frozen=True)
+        class Full:
+            uuid: str
+            name: str
+            created: int
+            state: str
+
+        @dc(frozen=True)
+        class NoName:
+            uuid: str
+            created: int
+
+        self.assertEqual(THING.render(Full("u", "n", EPOCH, "on")),
+                         {"id": "u", "name": "n", "created": "2025-06-15T15:06:40+0000", "enabled": True})
+        self.assertEqual(THING.render(NoName("v", EPOCH)), {"id": "v", "created": "2025-06-15T15:06:40+0000",
+                                                             "enabled": False})
+        self.assertEqual(THING.render(Full("w", "m", EPOCH, "on"))["name"], "m")
+        self.assertEqual(THING.render({"uuid": "x", "name": "d"}), {"id": "x", "name": "d", "enabled": False})
 
     def test_none_left_out_and_overrides(self) -> None:
         self.assertEqual(THING.render({"uuid": "u"}, name="given"), {"id": "u", "name": "given", "enabled": False})
