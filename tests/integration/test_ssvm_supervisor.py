@@ -184,9 +184,21 @@ class OrphanTests(TestCase):
         child = int(json.loads(line)["pid"])
         self.addCleanup(kill_if_alive, child)
         pidfile = os.path.join(basedir, "systemvms", "s-9-VM", "twistd.pid")
-        deadline = time.monotonic() + 20
-        while not os.path.exists(pidfile) and time.monotonic() < deadline:
+        logfile = os.path.join(basedir, "systemvms", "s-9-VM", "ssvm.log")
+
+        def serving() -> bool:
+            # the reactor runs (its signal handlers are in place): a SIGTERM before that ends twistd at
+            # once, leaving its pidfile for the supervisor's next start to reclaim
+            try:
+                with open(logfile, errors="replace") as f:
+                    return "Starting factory" in f.read()
+            except FileNotFoundError:
+                return False
+
+        deadline = time.monotonic() + 40
+        while not (os.path.exists(pidfile) and serving()) and time.monotonic() < deadline:
             time.sleep(0.05)
+        self.assertTrue(os.path.exists(pidfile) and serving(), "the ssvm child did not start serving")
         self.assertTrue(alive(child))
         standin.kill()
         standin.wait()
