@@ -158,7 +158,8 @@ class DhcpClientTests(_ClientsRouter):
                                  "mask": "24", "broadcast": f"{SUBNET}.255", "router": ROUTER,
                                  "dns": f"{ROUTER} {UPSTREAM}", "domain": DOMAIN, "hostname": "vm1",
                                  "lease": "7200", "serverid": ROUTER})
-        self.assertEqual(self.addresses(g1), [f"{IP1}/24"])
+        # the script records the lease, then sets the address: wait for the second step
+        self.wait_for("the bound address", lambda: self.addresses(g1) == [f"{IP1}/24"], explain)
 
         # kill -9 and a start: the renewal (unicast, ciaddr = the lease) is ACKed by the new process
         self.kill()
