@@ -550,14 +550,20 @@ class DownloadManager(Service):
         await self._save(job.record)  # the job ends only once its final state is on disk
 
     async def _fail(self, job: _Job, text: str) -> None:
+        """ERROR with `text`, made visible only once the partial file is gone: a client that sees the
+        ERROR finds no partial file left."""
         record = job.record
-        if not record.state.final:
+        publish = not record.state.final
+        if publish:
             self._update_from_transfer(job)
-            await self._move(record, DownloadState.ERROR, text)
-            self.log.warn("download {id} failed: {error}", id=record.id, error=text)
-        if job.writer is not None:
-            await job.writer.close()
-        await self._remove_partial(record)
+        try:
+            if job.writer is not None:
+                await job.writer.close()
+            await self._remove_partial(record)
+        finally:
+            if publish and not record.state.final:
+                await self._move(record, DownloadState.ERROR, text)
+                self.log.warn("download {id} failed: {error}", id=record.id, error=text)
 
     async def _remove_partial(self, record: DownloadRecord) -> None:
         await self._tree_lock.acquire()
