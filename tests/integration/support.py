@@ -146,7 +146,7 @@ class DaemonCase(SynchronousTestCase):
         return http(self.endpoint, data=encoded.encode(), method=method,
                     headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
 
-    def wait_job(self, client: CloudStack, jobid: str) -> dict[str, Any]:
+    def wait_job(self, client: CloudStack, jobid: str, timeout: float = 60) -> dict[str, Any]:
         """Poll queryAsyncJobResult until the job is finished; the flat job object."""
         found: dict[str, Any] = {}
 
@@ -154,7 +154,12 @@ class DaemonCase(SynchronousTestCase):
             found.update(client.queryAsyncJobResult(jobid=jobid))
             return bool(found["jobstatus"] != 0)
 
-        poll(done, timeout=30)
+        try:
+            poll(done, timeout=timeout)
+        except AssertionError:
+            lines = [line for line in self.daemon.log().splitlines() if "AccessLog" not in line]
+            raise AssertionError(f"job {jobid} not finished within {timeout:g} s: {found}\ncloudd's log:\n"
+                                 + "\n".join(lines[-40:])) from None
         return found
 
 
