@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -21,35 +20,16 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloudd.agents.supervisor import LoopbackPorts
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def free_port() -> int:
-    """A loopback TCP port that nothing listens on, chosen below the kernel's ephemeral range: a port
-    the kernel hands out (bind to 0) can become the local port of another test's outgoing connection
-    before the daemon that is to listen on it starts, and its bind then fails."""
-    low, _ = _ephemeral_range()
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(max(1024, low - 12000), low)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low, high = f.read().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+    """A loopback TCP port that nothing listens on, chosen below the kernel's ephemeral range (the
+    supervisor's own choice for system VMs): a port the kernel hands out (bind to 0) can become the
+    local port of another test's outgoing connection before the daemon that is to listen on it starts."""
+    return LoopbackPorts().pick(set())
 
 
 @dataclass
